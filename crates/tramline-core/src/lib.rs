@@ -1,0 +1,19 @@
+//! The ports of tramline and the machinery that needs no I/O of its own.
+//!
+//! Adapters (SQL stores, the embedded log, Kafka) implement the traits in [`ports`]; the
+//! [`relay::OutboxRelay`] and the [`consumer::ConsumerRuntime`] are written once against those
+//! traits. The one decision to know: delivery is *at least once* everywhere, and exactly-once
+//! *effect* comes from the consumer committing its effect and its dedupe record in one
+//! transaction, and the transport offset only after that.
+
+pub mod consumer;
+pub mod envelope;
+pub mod error;
+pub mod offsets;
+pub mod partitioner;
+pub mod ports;
+pub mod relay;
+pub mod retry;
+
+pub use envelope::{Envelope, Record};
+pub use error::{BoxError, Error};

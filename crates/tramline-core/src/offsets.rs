@@ -1,0 +1,131 @@
+//! Which offsets may be committed: the low watermark of each partition.
+//!
+//! Records of one partition are applied by different lanes and so finish out of order; an
+//! offset may be committed only once every record before it has been applied, or a crash
+//! would skip the unfinished ones. The tracker counts each delivery, so a record delivered
+//! twice (a redelivery) is done only when both copies are.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// In-flight offsets per (topic, partition) and the next offset that is safe to commit.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<(String, i32), PartitionState>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// offset → deliveries of it not yet applied.
+    in_flight: BTreeMap<i64, u32>,
+    /// One past the highest offset seen.
+    next: i64,
+    /// The last next-offset handed out for commit.
+    committed: i64,
+}
+
+/// A commit the transport should make: consumption resumes at `next_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPosition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset not yet applied.
+    pub next_offset: i64,
+}
+
+impl OffsetTracker {
+    /// Notes that a record was handed to a lane.
+    pub fn started(&mut self, topic: &str, partition: i32, offset: i64) {
+        let state = match self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            Some(s) => s,
+            None => self
+                .partitions
+                .entry((topic.to_owned(), partition))
+                .or_insert_with(|| PartitionState {
+                    in_flight: BTreeMap::new(),
+                    next: offset,
+                    committed: offset,
+                }),
+        };
+        *state.in_flight.entry(offset).or_insert(0) += 1;
+        state.next = state.next.max(offset + 1);
+    }
+
+    /// Notes that a record's effect has committed.
+    pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            if let Some(n) = state.in_flight.get_mut(&offset) {
+                *n -= 1;
+                if *n == 0 {
+                    state.in_flight.remove(&offset);
+                }
+            }
+        }
+    }
+
+    /// Positions that advanced since the last call: everything before them is applied.
+    pub fn take_commits(&mut self) -> Vec<CommitPosition> {
+        let mut out = Vec::new();
+        for ((topic, partition), state) in &mut self.partitions {
+            let watermark = state
+                .in_flight
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(state.next);
+            if watermark > state.committed {
+                state.committed = watermark;
+                out.push(CommitPosition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next_offset: watermark,
+                });
+            }
+        }
+        out
+    }
+
+    /// Records handed out and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|s| s.in_flight.values().map(|&n| n as usize).sum::<usize>())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_contiguous_prefix() {
+        let mut t = OffsetTracker::default();
+        for o in 10..15 {
+            t.started("t", 0, o);
+        }
+        t.finished("t", 0, 12);
+        t.finished("t", 0, 13);
+        assert!(t.take_commits().is_empty(), "10 is still in flight");
+        t.finished("t", 0, 10);
+        let c = t.take_commits();
+        assert_eq!(c[0].next_offset, 11);
+        t.finished("t", 0, 11);
+        t.finished("t", 0, 14);
+        assert_eq!(t.take_commits()[0].next_offset, 15);
+        assert!(t.take_commits().is_empty(), "nothing new to commit");
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_redelivered_offset_must_finish_twice() {
+        let mut t = OffsetTracker::default();
+        t.started("t", 1, 0);
+        t.started("t", 1, 0);
+        t.finished("t", 1, 0);
+        assert!(t.take_commits().is_empty());
+        t.finished("t", 1, 0);
+        assert_eq!(t.take_commits()[0].next_offset, 1);
+    }
+}

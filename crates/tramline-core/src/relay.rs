@@ -1,0 +1,118 @@
+//! The outbox relay: moves committed outbox messages to the transport, at least once.
+//!
+//! Order of a key is kept because batches are fetched in commit order and a batch is marked
+//! published only after the transport accepted all of it; a crash between publish and mark
+//! republishes the batch (duplicates, never gaps). While a backlog exists the relay loops
+//! without sleeping; when idle it waits for the outbox's wakeup or the poll interval, whichever
+//! comes first (the interval covers writers in other processes).
+
+use crate::ports::{Outbox, Transport};
+use crate::retry::RetryPolicy;
+use crate::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Relay tuning.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Messages per fetch/publish/mark round.
+    pub batch_size: usize,
+    /// Longest wait when idle before looking at the outbox again.
+    pub idle_poll: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 1000,
+            idle_poll: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Counters a relay keeps while running.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Messages published (a republished message counts again).
+    pub published: AtomicU64,
+    /// Publish rounds.
+    pub batches: AtomicU64,
+    /// Retries of transient failures.
+    pub retries: AtomicU64,
+}
+
+/// Publishes one outbox to one transport until cancelled.
+pub struct OutboxRelay<O, T> {
+    outbox: Arc<O>,
+    transport: Arc<T>,
+    config: RelayConfig,
+    stats: Arc<RelayStats>,
+}
+
+impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
+    /// A relay from `outbox` to `transport`.
+    pub fn new(outbox: Arc<O>, transport: Arc<T>, config: RelayConfig) -> Self {
+        OutboxRelay {
+            outbox,
+            transport,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The relay's counters, shared.
+    pub fn stats(&self) -> Arc<RelayStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Publishes until there is no more work *and* `cancel` fired; a batch in progress is
+    /// always finished (published and marked) before returning.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<(), Error> {
+        loop {
+            let wakeup = self.outbox.wakeup().notified();
+            tokio::pin!(wakeup);
+            wakeup.as_mut().enable();
+            if self.publish_once().await? > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = &mut wakeup => {}
+                _ = tokio::time::sleep(self.config.idle_poll) => {}
+            }
+        }
+    }
+
+    /// One round: fetch, publish, mark. Returns how many messages were published.
+    pub async fn publish_once(&self) -> Result<usize, Error> {
+        let retries = &self.stats.retries;
+        let batch = self
+            .config
+            .retry
+            .run(retries, || {
+                self.outbox
+                    .fetch_unpublished(self.config.batch_size)
+            })
+            .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.config
+            .retry
+            .run(retries, || self.transport.publish(&batch.messages))
+            .await?;
+        self.config
+            .retry
+            .run(retries, || self.outbox.mark_published(&batch))
+            .await?;
+        let n = batch.messages.len();
+        self.stats.published.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(n)
+    }
+}

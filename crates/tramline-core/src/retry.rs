@@ -1,0 +1,108 @@
+//! The one retry policy: jittered exponential backoff for transient store errors.
+//!
+//! Only errors that say [`Error::is_transient`] are retried; anything else is returned at once
+//! so the caller can park or stop.
+
+use crate::Error;
+use backon::{ExponentialBuilder, Retryable};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How often and how patiently transient failures are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// First delay before a retry.
+    pub min_delay: Duration,
+    /// Upper bound of one delay.
+    pub max_delay: Duration,
+    /// Retries after the first attempt before the error is returned.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_secs(2),
+            max_retries: 20,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `op` until it succeeds, fails with a non-transient error, or retries run out.
+    /// Each retry is counted in `retries`.
+    pub async fn run<T, F, Fut>(&self, retries: &AtomicU64, op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_jitter();
+        op.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(Error::is_transient)
+            .notify(|err, delay| {
+                retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, ?delay, "transient error, retrying");
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> Error {
+        Error::Store {
+            store: "test",
+            operation: "op",
+            transient: true,
+            source: "busy".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_until_success() {
+        let policy = RetryPolicy {
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_retries: 5,
+        };
+        let counter = AtomicU64::new(0);
+        let calls = AtomicU64::new(0);
+        let out = policy
+            .run(&counter, || async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(transient())
+                } else {
+                    Ok(7)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, 7);
+        assert_eq!(counter.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_permanent_errors() {
+        let policy = RetryPolicy::default();
+        let counter = AtomicU64::new(0);
+        let calls = AtomicU64::new(0);
+        let out: Result<(), Error> = policy
+            .run(&counter, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(Error::Config("bad".into()))
+            })
+            .await;
+        assert!(out.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.load(Ordering::SeqCst), 0);
+    }
+}

@@ -1,0 +1,154 @@
+//! The delivery service: opens a delivery for every approved payment, and starts and completes
+//! it by command.
+
+use super::{new_id, Reaction, ServiceDb};
+use crate::domain::delivery::{Delivery, DeliveryEventType, DeliveryStatus};
+use crate::domain::payment::PaymentEventType;
+use crate::error::{OrderSystemError, Result};
+use crate::events::DomainEvent;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use tramline_sql::sqlite::WriteTx;
+use tramline_sql::SqlError;
+
+const STORE: &str = "delivery service";
+
+const INSERT: &str = "INSERT INTO deliveries (delivery_id, order_id, status, version, updated_at) \
+     VALUES (?, ?, ?, ?, ?)";
+const SELECT_ALL: &str = "SELECT delivery_id, order_id, status, version FROM deliveries";
+const SELECT_BY_ID: &str =
+    "SELECT delivery_id, order_id, status, version FROM deliveries WHERE delivery_id = ?";
+const SELECT_BY_ORDER: &str =
+    "SELECT delivery_id, order_id, status, version FROM deliveries WHERE order_id = ?";
+const UPDATE: &str = "UPDATE deliveries SET status = ?, version = ?, updated_at = ? WHERE delivery_id = ?";
+
+/// Migrations of the delivery service's own tables.
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations/sqlite/delivery")
+}
+
+/// The delivery service.
+#[derive(Debug, Clone)]
+pub struct DeliveryService {
+    db: ServiceDb,
+}
+
+impl DeliveryService {
+    /// The service on its database.
+    pub fn new(db: ServiceDb) -> Self {
+        DeliveryService { db }
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &ServiceDb {
+        &self.db
+    }
+
+    /// Starts a READY delivery → `DeliveryStarted`.
+    pub async fn start(&self, delivery_id: &str) -> Result<Delivery> {
+        self.advance(delivery_id, Delivery::start).await
+    }
+
+    /// Completes a STARTED delivery → `DeliveryCompleted`.
+    pub async fn complete(&self, delivery_id: &str) -> Result<Delivery> {
+        self.advance(delivery_id, Delivery::complete).await
+    }
+
+    async fn advance(
+        &self,
+        delivery_id: &str,
+        step: fn(&mut Delivery) -> Result<DeliveryEventType>,
+    ) -> Result<Delivery> {
+        let mut tx = self.db.begin(STORE).await?;
+        let mut delivery = load(&mut tx, SELECT_BY_ID, delivery_id).await?;
+        let event = step(&mut delivery)?;
+        save(&mut tx, &delivery).await?;
+        self.db
+            .commit(tx, STORE, &[DomainEvent::Delivery(event, delivery.clone())])
+            .await?;
+        Ok(delivery)
+    }
+
+    /// The delivery with this id.
+    pub async fn get(&self, delivery_id: &str) -> Result<Delivery> {
+        let mut conn = self.db.pool.acquire().await.map_err(SqlError::at(STORE, "acquire"))?;
+        load(&mut conn, SELECT_BY_ID, delivery_id).await
+    }
+
+    /// Every delivery, for verification.
+    pub async fn all(&self) -> Result<Vec<Delivery>> {
+        sqlx::query(SELECT_ALL)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read deliveries"))?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+}
+
+async fn load(conn: &mut SqliteConnection, select: &'static str, id: &str) -> Result<Delivery> {
+    let row = sqlx::query(select)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(SqlError::at(STORE, "load delivery"))?
+        .ok_or_else(|| OrderSystemError::NotFound {
+            entity: "delivery",
+            id: id.to_owned(),
+        })?;
+    decode(&row)
+}
+
+async fn save(tx: &mut WriteTx, delivery: &Delivery) -> Result<()> {
+    sqlx::query(UPDATE)
+        .bind(delivery.status.as_str())
+        .bind(delivery.version)
+        .bind(tramline_core::envelope::now_ms())
+        .bind(&delivery.delivery_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(SqlError::at(STORE, "update delivery"))?;
+    Ok(())
+}
+
+fn decode(row: &SqliteRow) -> Result<Delivery> {
+    let status: String = row.get(2);
+    Ok(Delivery {
+        delivery_id: row.get(0),
+        order_id: row.get(1),
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            OrderSystemError::Malformed(format!("stored delivery status {status:?}"))
+        })?,
+        version: row.get(3),
+    })
+}
+
+/// How deliveries follow payments.
+#[derive(Debug, Default)]
+pub struct DeliveryReaction;
+
+impl Reaction for DeliveryReaction {
+    const STORE: &'static str = STORE;
+
+    async fn react(&self, tx: &mut WriteTx, event: DomainEvent) -> Result<Vec<DomainEvent>> {
+        let DomainEvent::Payment(PaymentEventType::Approved, payment) = event else {
+            return Ok(Vec::new());
+        };
+        let existing = load(tx, SELECT_BY_ORDER, &payment.order_id).await;
+        if !matches!(existing, Err(OrderSystemError::NotFound { .. })) {
+            return existing.map(|_| Vec::new());
+        }
+        let (delivery, created) = Delivery::for_order(new_id(), payment.order_id);
+        sqlx::query(INSERT)
+            .bind(&delivery.delivery_id)
+            .bind(&delivery.order_id)
+            .bind(delivery.status.as_str())
+            .bind(delivery.version)
+            .bind(tramline_core::envelope::now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(SqlError::at(STORE, "insert delivery"))?;
+        Ok(vec![DomainEvent::Delivery(created, delivery)])
+    }
+}

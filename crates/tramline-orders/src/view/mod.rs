@@ -1,0 +1,153 @@
+//! The Order Status View: one denormalized row per order, fed by the three services' events.
+//!
+//! [`projection::OrderStatusProjection`] is tramline's fix for the seed's two bugs: each source
+//! writes only its own columns, in one upsert guarded by that source's version.
+//! [`naive::NaiveProjection`] is the seed's read-then-write-everything, kept as the baseline.
+
+pub mod naive;
+pub mod projection;
+pub mod verify;
+
+use crate::error::Result;
+use crate::services::ServiceDb;
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use std::path::Path;
+use tramline_sql::sqlite::SqliteOptions;
+use tramline_sql::SqlError;
+
+pub(crate) const STORE: &str = "order-status-view";
+
+const SELECT_ALL: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
+     amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
+     delivery_id, delivery_status, delivery_version FROM order_status_view";
+const SELECT_ONE: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
+     amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
+     delivery_id, delivery_status, delivery_version FROM order_status_view WHERE order_id = ?";
+
+/// Migrations of the view's table.
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations/sqlite/view")
+}
+
+/// Opens the view's database (its table, inbox and parked messages).
+pub async fn open(path: &Path, options: &SqliteOptions) -> Result<ServiceDb> {
+    ServiceDb::open(path, options, migrations()).await
+}
+
+/// One row of the view. `None` columns belong to a source not seen yet for this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatusRow {
+    /// The order id (primary key).
+    pub order_id: String,
+    /// Order status (`PENDING`, `APPROVED`, …).
+    pub order_status: Option<String>,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Product.
+    pub product_id: Option<String>,
+    /// Quantity.
+    pub quantity: Option<i64>,
+    /// Amount in cents.
+    pub amount_cents: Option<i64>,
+    /// Shipping address.
+    pub shipping_address: Option<String>,
+    /// Version of the order snapshot the order columns hold.
+    pub order_version: Option<i64>,
+    /// Payment id.
+    pub payment_id: Option<String>,
+    /// Payment status.
+    pub payment_status: Option<String>,
+    /// Version of the payment snapshot the payment columns hold.
+    pub payment_version: Option<i64>,
+    /// Delivery id.
+    pub delivery_id: Option<String>,
+    /// Delivery status.
+    pub delivery_status: Option<String>,
+    /// Version of the delivery snapshot the delivery columns hold.
+    pub delivery_version: Option<i64>,
+}
+
+impl OrderStatusRow {
+    fn decode(row: &SqliteRow) -> Self {
+        OrderStatusRow {
+            order_id: row.get(0),
+            order_status: row.get(1),
+            customer_id: row.get(2),
+            product_id: row.get(3),
+            quantity: row.get(4),
+            amount_cents: row.get(5),
+            shipping_address: row.get(6),
+            order_version: row.get(7),
+            payment_id: row.get(8),
+            payment_status: row.get(9),
+            payment_version: row.get(10),
+            delivery_id: row.get(11),
+            delivery_status: row.get(12),
+            delivery_version: row.get(13),
+        }
+    }
+
+    /// Sets the columns `event` owns to the values it carries.
+    pub fn set_from(&mut self, event: &crate::events::DomainEvent) {
+        use crate::events::DomainEvent;
+        match event {
+            DomainEvent::Order(_, o) => {
+                self.order_status = Some(o.status.as_str().to_owned());
+                self.customer_id = Some(o.customer_id.clone());
+                self.product_id = Some(o.product_id.clone());
+                self.quantity = Some(o.quantity);
+                self.amount_cents = Some(o.amount_cents);
+                self.shipping_address = Some(o.shipping_address.clone());
+                self.order_version = Some(o.version);
+            }
+            DomainEvent::Payment(_, p) => {
+                self.payment_id = Some(p.payment_id.clone());
+                self.payment_status = Some(p.status.as_str().to_owned());
+                self.payment_version = Some(p.version);
+            }
+            DomainEvent::Delivery(_, d) => {
+                self.delivery_id = Some(d.delivery_id.clone());
+                self.delivery_status = Some(d.status.as_str().to_owned());
+                self.delivery_version = Some(d.version);
+            }
+        }
+    }
+}
+
+/// Reads the view.
+#[derive(Debug, Clone)]
+pub struct OrderStatusQuery {
+    db: ServiceDb,
+}
+
+impl OrderStatusQuery {
+    /// Queries over the view's database.
+    pub fn new(db: ServiceDb) -> Self {
+        OrderStatusQuery { db }
+    }
+
+    /// The row of one order, if the view has it.
+    pub async fn get(&self, order_id: &str) -> Result<Option<OrderStatusRow>> {
+        Ok(sqlx::query(SELECT_ONE)
+            .bind(order_id)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read row"))?
+            .as_ref()
+            .map(OrderStatusRow::decode))
+    }
+
+    /// Every row.
+    pub async fn all(&self) -> Result<Vec<OrderStatusRow>> {
+        Ok(sqlx::query(SELECT_ALL)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read rows"))?
+            .iter()
+            .map(OrderStatusRow::decode)
+            .collect())
+    }
+}

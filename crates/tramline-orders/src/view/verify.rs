@@ -1,0 +1,196 @@
+//! Checks the view against the services' own tables: the source of truth.
+
+use super::OrderStatusRow;
+use crate::domain::delivery::Delivery;
+use crate::domain::order::Order;
+use crate::domain::payment::Payment;
+use crate::events::DomainEvent;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What the comparison found.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Orders in the order service.
+    pub orders: usize,
+    /// Rows in the view.
+    pub view_rows: usize,
+    /// Orders whose row is missing, or has any column different from the sources, plus rows
+    /// for orders that do not exist.
+    pub mismatched_rows: usize,
+    /// Orders without a view row.
+    pub missing_rows: usize,
+    /// A source's columns holding an older version than the source has (or none at all): a
+    /// write that was lost or overwritten by an older copy.
+    pub lost_updates: usize,
+    /// A source's columns at the source's version but with different values.
+    pub corrupt_columns: usize,
+    /// Example order ids of mismatched rows, for a human to look at.
+    pub examples: Vec<String>,
+}
+
+impl Verification {
+    /// Whether every row matches its sources exactly.
+    pub fn is_correct(&self) -> bool {
+        self.mismatched_rows == 0 && self.view_rows == self.orders
+    }
+}
+
+/// How many example ids a verification keeps.
+const EXAMPLES: usize = 5;
+
+/// Compares every view row with what the three services hold.
+pub fn verify(
+    orders: Vec<Order>,
+    payments: Vec<Payment>,
+    deliveries: Vec<Delivery>,
+    rows: Vec<OrderStatusRow>,
+) -> Verification {
+    let mut v = Verification {
+        orders: orders.len(),
+        view_rows: rows.len(),
+        ..Verification::default()
+    };
+    let mut payments: HashMap<String, Payment> =
+        payments.into_iter().map(|p| (p.order_id.clone(), p)).collect();
+    let mut deliveries: HashMap<String, Delivery> =
+        deliveries.into_iter().map(|d| (d.order_id.clone(), d)).collect();
+    let mut rows: HashMap<String, OrderStatusRow> =
+        rows.into_iter().map(|r| (r.order_id.clone(), r)).collect();
+
+    for order in orders {
+        let id = order.order_id.clone();
+        let Some(row) = rows.remove(&id) else {
+            v.missing_rows += 1;
+            v.mismatch(&id);
+            continue;
+        };
+        let mut expected = OrderStatusRow {
+            order_id: id.clone(),
+            ..OrderStatusRow::default()
+        };
+        let mut sources = vec![(
+            row.order_version,
+            order.version,
+            DomainEvent::Order(crate::domain::order::OrderEventType::Created, order),
+        )];
+        if let Some(p) = payments.remove(&id) {
+            sources.push((
+                row.payment_version,
+                p.version,
+                DomainEvent::Payment(crate::domain::payment::PaymentEventType::Created, p),
+            ));
+        }
+        if let Some(d) = deliveries.remove(&id) {
+            sources.push((
+                row.delivery_version,
+                d.version,
+                DomainEvent::Delivery(crate::domain::delivery::DeliveryEventType::Created, d),
+            ));
+        }
+        for (_, _, source) in &sources {
+            expected.set_from(source);
+        }
+        for (seen, truth, _) in &sources {
+            match seen {
+                Some(seen) if seen == truth => {}
+                _ => v.lost_updates += 1,
+            }
+        }
+        if row != expected {
+            let all_versions_right = sources.iter().all(|(seen, truth, _)| *seen == Some(*truth));
+            if all_versions_right {
+                v.corrupt_columns += 1;
+            }
+            v.mismatch(&id);
+        }
+    }
+    // Rows for orders the order service does not have.
+    for id in rows.into_keys() {
+        v.mismatch(&id);
+    }
+    v
+}
+
+impl Verification {
+    fn mismatch(&mut self, id: &str) {
+        self.mismatched_rows += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(id.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::order::CreateOrder;
+
+    fn order(id: &str) -> Order {
+        Order::create(
+            id.into(),
+            CreateOrder {
+                customer_id: "c".into(),
+                product_id: "p".into(),
+                quantity: 1,
+                amount_cents: 5,
+                shipping_address: "a".into(),
+            },
+        )
+        .unwrap()
+        .0
+    }
+
+    fn row_for(o: &Order, p: Option<&Payment>) -> OrderStatusRow {
+        let mut r = OrderStatusRow {
+            order_id: o.order_id.clone(),
+            ..Default::default()
+        };
+        r.set_from(&DomainEvent::Order(crate::domain::order::OrderEventType::Created, o.clone()));
+        if let Some(p) = p {
+            r.set_from(&DomainEvent::Payment(
+                crate::domain::payment::PaymentEventType::Created,
+                p.clone(),
+            ));
+        }
+        r
+    }
+
+    #[test]
+    fn a_matching_view_is_correct() {
+        let o = order("o-1");
+        let (p, _) = Payment::for_order("p-1".into(), "o-1".into(), 5);
+        let v = verify(vec![o.clone()], vec![p.clone()], vec![], vec![row_for(&o, Some(&p))]);
+        assert!(v.is_correct(), "{v:?}");
+    }
+
+    #[test]
+    fn a_lost_payment_column_is_a_lost_update() {
+        let o = order("o-1");
+        let (mut p, _) = Payment::for_order("p-1".into(), "o-1".into(), 5);
+        let stale = row_for(&o, Some(&p));
+        p.approve().unwrap();
+        let v = verify(vec![o.clone()], vec![p], vec![], vec![stale]);
+        assert_eq!((v.mismatched_rows, v.lost_updates), (1, 1));
+        assert!(!v.is_correct());
+        let v = verify(vec![o.clone()], vec![Payment::for_order("p".into(), "o-1".into(), 5).0], vec![], vec![row_for(&o, None)]);
+        assert_eq!(v.lost_updates, 1, "a payment never written is lost too");
+    }
+
+    #[test]
+    fn missing_and_extra_rows_are_mismatches() {
+        let o = order("o-1");
+        let ghost = order("o-2");
+        let v = verify(vec![o], vec![], vec![], vec![row_for(&ghost, None)]);
+        assert_eq!((v.missing_rows, v.mismatched_rows), (1, 2));
+    }
+
+    #[test]
+    fn same_version_different_value_is_corruption() {
+        let o = order("o-1");
+        let mut r = row_for(&o, None);
+        r.customer_id = Some("someone else".into());
+        let v = verify(vec![o], vec![], vec![], vec![r]);
+        assert_eq!((v.corrupt_columns, v.lost_updates, v.mismatched_rows), (0 + 1, 0, 1));
+    }
+}

@@ -1,0 +1,325 @@
+//! The embedded transport: a partitioned, append-only log in a SQLite file.
+//!
+//! Partitions are chosen as Kafka's default partitioner does, so a key keeps its partition if
+//! a deployment moves to Kafka with the same partition count. Offsets are assigned inside the
+//! append transaction under SQLite's write lock, so a partition's offsets are dense and in
+//! commit order. A group has one member, which reads every partition; parallelism inside it
+//! comes from the consumer runtime's lanes.
+
+use super::{begin_write, migrate, open, Schema, SqliteOptions};
+use crate::SqlError;
+use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tramline_core::offsets::CommitPosition;
+use tramline_core::partitioner::partition_for;
+use tramline_core::ports::{Subscription, Transport};
+use tramline_core::{Envelope, Error, Record};
+
+const STORE: &str = "log";
+
+const PARTITIONS: &str = "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
+const CREATE_PARTITION: &str = "INSERT INTO tramline_log_partitions (topic, part, next_offset) \
+     VALUES (?, ?, 0) ON CONFLICT DO NOTHING";
+const APPEND: &str = "INSERT INTO tramline_log \
+     (topic, part, log_offset, id, msg_key, headers, payload, created_at, appended_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const ADVANCE: &str = "UPDATE tramline_log_partitions SET next_offset = ? WHERE topic = ? AND part = ?";
+const READ: &str = "SELECT log_offset, id, msg_key, headers, payload, created_at FROM tramline_log \
+     WHERE topic = ? AND part = ? AND log_offset >= ? ORDER BY log_offset LIMIT ?";
+const ALL_ENDS: &str = "SELECT topic, part, next_offset FROM tramline_log_partitions";
+const COMMITTED: &str = "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
+const COMMIT: &str = "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) \
+     VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (group_id, topic, part) DO UPDATE SET \
+     next_offset = MAX(next_offset, excluded.next_offset), committed_at = excluded.committed_at";
+
+/// The log: topics of partitions of records, in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteLog {
+    pool: SqlitePool,
+    appended: Arc<Notify>,
+}
+
+impl SqliteLog {
+    /// Opens (creating if missing) the log file at `path`.
+    pub async fn open(path: &Path, options: &SqliteOptions) -> Result<Self, SqlError> {
+        let pool = open(path, options).await?;
+        migrate(&pool, &[Schema::Log]).await?;
+        Ok(SqliteLog {
+            pool,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Creates `topic` with `partitions` partitions if it does not exist. An existing topic
+    /// keeps its partitions (their count never shrinks, so keys never move).
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        if partitions < 1 {
+            return Err(Error::Config(format!(
+                "topic {topic}: partitions must be at least 1, got {partitions}"
+            )));
+        }
+        let existing = self.partitions(topic).await?;
+        if !existing.is_empty() && existing.len() != partitions as usize {
+            return Err(Error::Config(format!(
+                "topic {topic} exists with {} partitions, not {partitions}",
+                existing.len()
+            )));
+        }
+        let mut tx = begin_write(&self.pool, STORE).await?;
+        for p in 0..partitions {
+            sqlx::query(CREATE_PARTITION)
+                .bind(topic)
+                .bind(p)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::at(STORE, "create topic"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(SqlError::at(STORE, "commit create topic"))?;
+        Ok(())
+    }
+
+    /// Next offset of each partition of `topic` (empty if the topic does not exist).
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i64>, SqlError> {
+        let rows = sqlx::query(PARTITIONS)
+            .bind(topic)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read partitions"))?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(1)).collect())
+    }
+
+    /// Records of `topics` that group `group` has not committed yet.
+    pub async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, SqlError> {
+        let committed = self.committed(group).await?;
+        let mut lag = 0;
+        for topic in topics {
+            for (p, end) in self.partitions(topic).await?.into_iter().enumerate() {
+                let done = committed.get(&(topic.clone(), p as i32)).copied().unwrap_or(0);
+                lag += end - done;
+            }
+        }
+        Ok(lag)
+    }
+
+    async fn committed(&self, group: &str) -> Result<HashMap<(String, i32), i64>, SqlError> {
+        let rows = sqlx::query(COMMITTED)
+            .bind(group)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read committed offsets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    async fn append(&self, batch: &[Envelope]) -> Result<(), Error> {
+        let mut tx = begin_write(&self.pool, STORE).await?;
+        // topic → next offset of each partition, read under the write lock.
+        let mut next: HashMap<&str, Vec<i64>> = HashMap::new();
+        let now = tramline_core::envelope::now_ms();
+        for m in batch {
+            if !next.contains_key(m.topic.as_str()) {
+                let rows = sqlx::query(PARTITIONS)
+                    .bind(&m.topic)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(SqlError::at(STORE, "read partitions"))?;
+                if rows.is_empty() {
+                    return Err(Error::Config(format!(
+                        "topic {} does not exist in the log; create it first",
+                        m.topic
+                    )));
+                }
+                next.insert(&m.topic, rows.iter().map(|r| r.get::<i64, _>(1)).collect());
+            }
+            let offsets = next.get_mut(m.topic.as_str()).expect("inserted above");
+            let part = partition_for(&m.key, offsets.len() as i32);
+            let offset = offsets[part as usize];
+            offsets[part as usize] += 1;
+            sqlx::query(APPEND)
+                .bind(&m.topic)
+                .bind(part)
+                .bind(offset)
+                .bind(m.id.to_string())
+                .bind(&m.key)
+                .bind(m.headers_json())
+                .bind(&m.payload)
+                .bind(m.created_at_ms)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::at(STORE, "append"))?;
+        }
+        for (topic, offsets) in &next {
+            for (part, offset) in offsets.iter().enumerate() {
+                sqlx::query(ADVANCE)
+                    .bind(offset)
+                    .bind(topic)
+                    .bind(part as i32)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(SqlError::at(STORE, "advance partition"))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(SqlError::at(STORE, "commit append"))?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+}
+
+impl Transport for SqliteLog {
+    type Subscription = SqliteSubscription;
+
+    async fn publish(&self, batch: &[Envelope]) -> Result<(), Error> {
+        self.append(batch).await
+    }
+
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<SqliteSubscription, Error> {
+        let committed = self.committed(group).await?;
+        let mut positions = Vec::new();
+        for topic in topics {
+            let parts = self.partitions(topic).await?;
+            if parts.is_empty() {
+                return Err(Error::Config(format!(
+                    "cannot subscribe to topic {topic}: it does not exist in the log"
+                )));
+            }
+            for p in 0..parts.len() as i32 {
+                let at = committed.get(&(topic.clone(), p)).copied().unwrap_or(0);
+                positions.push((topic.clone(), p, at));
+            }
+        }
+        Ok(SqliteSubscription {
+            log: self.clone(),
+            group: group.to_owned(),
+            positions,
+            next_partition: 0,
+        })
+    }
+}
+
+/// The one member of a consumer group, reading every partition of its topics.
+#[derive(Debug)]
+pub struct SqliteSubscription {
+    log: SqliteLog,
+    group: String,
+    /// (topic, partition, next offset to read).
+    positions: Vec<(String, i32, i64)>,
+    /// Where the next poll starts, so no partition is starved.
+    next_partition: usize,
+}
+
+impl SqliteSubscription {
+    async fn read(&mut self, max: usize) -> Result<Vec<Record>, Error> {
+        // One cheap look at every partition's end first, so idle partitions cost no query.
+        let ends: HashMap<(String, i32), i64> = sqlx::query(ALL_ENDS)
+            .fetch_all(&self.log.pool)
+            .await
+            .map_err(SqlError::at(STORE, "read partition ends"))?
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect();
+        let n = self.positions.len();
+        let ready: Vec<usize> = (0..n)
+            .map(|i| (self.next_partition + i) % n)
+            .filter(|&idx| {
+                let (topic, part, at) = &self.positions[idx];
+                ends.get(&(topic.clone(), *part)).is_some_and(|end| end > at)
+            })
+            .collect();
+        self.next_partition = (self.next_partition + 1) % n.max(1);
+        let per_partition = max.div_ceil(ready.len().max(1)).max(1);
+        let mut out = Vec::new();
+        for idx in ready {
+            if out.len() >= max {
+                break;
+            }
+            let (topic, part, at) = &self.positions[idx];
+            let limit = per_partition.min(max - out.len());
+            let rows = sqlx::query(READ)
+                .bind(topic)
+                .bind(part)
+                .bind(at)
+                .bind(limit as i64)
+                .fetch_all(&self.log.pool)
+                .await
+                .map_err(SqlError::at(STORE, "read records"))?;
+            let mut last = None;
+            for row in rows {
+                let offset: i64 = row.get(0);
+                let id: String = row.get(1);
+                let headers: String = row.get(3);
+                let corrupt = |reason: String| Error::Store {
+                    store: STORE,
+                    operation: "decode record",
+                    transient: false,
+                    source: format!("{topic}/{part}@{offset}: {reason}").into(),
+                };
+                out.push(Record {
+                    envelope: Envelope {
+                        id: id.parse().map_err(|e| corrupt(format!("message id: {e}")))?,
+                        topic: topic.clone(),
+                        key: row.get(2),
+                        headers: Envelope::parse_headers(&headers)
+                            .map_err(|e| corrupt(format!("headers: {e}")))?,
+                        payload: row.get(4),
+                        created_at_ms: row.get(5),
+                    },
+                    partition: *part,
+                    offset,
+                });
+                last = Some(offset);
+            }
+            if let Some(last) = last {
+                self.positions[idx].2 = last + 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Subscription for SqliteSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, Error> {
+        let appended = Arc::clone(&self.log.appended);
+        let notified = appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let records = self.read(max).await?;
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        // Nothing yet: wait for an append in this process, or `wait` for other writers.
+        let _ = tokio::time::timeout(wait, notified).await;
+        self.read(max).await
+    }
+
+    async fn commit(&self, positions: &[CommitPosition]) -> Result<(), Error> {
+        let mut tx = begin_write(&self.log.pool, STORE).await?;
+        let now = tramline_core::envelope::now_ms();
+        for p in positions {
+            sqlx::query(COMMIT)
+                .bind(&self.group)
+                .bind(&p.topic)
+                .bind(p.partition)
+                .bind(p.next_offset)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::at(STORE, "commit offsets"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(SqlError::at(STORE, "commit offsets"))?;
+        Ok(())
+    }
+}

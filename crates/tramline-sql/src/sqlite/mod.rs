@@ -1,0 +1,109 @@
+//! SQLite: the embedded default. One file per service, one for the log.
+//!
+//! The decision to know: every write transaction starts with `BEGIN IMMEDIATE`. A deferred
+//! transaction that reads before it writes cannot upgrade its snapshot once another connection
+//! committed (SQLITE_BUSY_SNAPSHOT, not even waited for by the busy timeout); taking the write
+//! lock up front turns that into an ordinary, bounded wait.
+
+mod inbox;
+mod log;
+mod outbox;
+
+pub use inbox::Inbox;
+pub use log::{SqliteLog, SqliteSubscription};
+pub use outbox::SqliteOutbox;
+
+use crate::SqlError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// A write transaction on SQLite.
+pub type WriteTx = Transaction<'static, Sqlite>;
+
+/// How to open a SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Connections in the pool (readers and writers; writers still go one at a time).
+    pub max_connections: u32,
+    /// How long a writer waits for the lock before failing with a transient busy error.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A schema a store needs; each is a set of versioned migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Schema {
+    /// The transactional outbox.
+    Outbox,
+    /// Dedupe records and parked messages of consumers.
+    Inbox,
+    /// The embedded log and consumer-group offsets.
+    Log,
+}
+
+/// Opens (creating if missing) the SQLite file at `path` in WAL mode.
+pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, SqlError> {
+    let connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL in WAL mode: a commit survives a process crash; only an OS crash or power
+        // loss may roll back the last transactions, never corrupt the file.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true)
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-32768");
+    SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .connect_with(connect)
+        .await
+        .map_err(SqlError::at("sqlite", "open database"))
+}
+
+/// Applies the migrations of each schema, in order; already applied ones are skipped.
+pub async fn migrate(pool: &SqlitePool, schemas: &[Schema]) -> Result<(), SqlError> {
+    for schema in schemas {
+        let mut migrator = match schema {
+            Schema::Outbox => sqlx::migrate!("./migrations/sqlite/outbox"),
+            Schema::Inbox => sqlx::migrate!("./migrations/sqlite/inbox"),
+            Schema::Log => sqlx::migrate!("./migrations/sqlite/log"),
+        };
+        run_migrator(pool, &mut migrator).await?;
+    }
+    Ok(())
+}
+
+/// Runs one component's migrator in a database shared with other components' migrations.
+pub async fn run_migrator(
+    pool: &SqlitePool,
+    migrator: &mut sqlx::migrate::Migrator,
+) -> Result<(), SqlError> {
+    // Several components keep their migrations in one database; each must ignore the others'.
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await.map_err(|e| {
+        SqlError::new(
+            "sqlite",
+            "apply migrations",
+            sqlx::Error::Migrate(Box::new(e)),
+        )
+    })
+}
+
+/// Starts a write transaction that holds the write lock from its first statement.
+pub async fn begin_write(pool: &SqlitePool, store: &'static str) -> Result<WriteTx, SqlError> {
+    pool.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(SqlError::at(store, "begin write transaction"))
+}
