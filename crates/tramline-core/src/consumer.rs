@@ -21,19 +21,35 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// What decides a record's lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LaneBy {
+    /// The message key: one key's records are applied in order by one lane. The default.
+    #[default]
+    Key,
+    /// The topic: one lane per topic, as the seed's one consumer thread per topic. Records of
+    /// one key on different topics then race each other; only for the baseline.
+    Topic,
+}
+
 /// Consumer tuning.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Lanes applying in parallel (the seed ran three consumers).
     pub workers: usize,
+    /// What decides a record's lane.
+    pub lane_by: LaneBy,
     /// Most records one handler transaction applies.
     pub batch_max: usize,
     /// Records queued per lane before the fetcher waits.
     pub queue_capacity: usize,
     /// Most records fetched per poll.
     pub poll_max: usize,
-    /// Longest wait of one poll; also bounds how late an offset commit can be.
+    /// Longest wait of one poll.
     pub poll_wait: Duration,
+    /// Least time between offset commits while running (the last one is made on stop). A
+    /// crash redelivers at most this much work, which the handler's dedupe absorbs.
+    pub commit_interval: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
 }
@@ -42,10 +58,12 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             workers: 3,
+            lane_by: LaneBy::Key,
             batch_max: 500,
             queue_capacity: 2000,
             poll_max: 2000,
             poll_wait: Duration::from_millis(100),
+            commit_interval: Duration::from_millis(100),
             retry: RetryPolicy::default(),
         }
     }
@@ -131,8 +149,11 @@ impl<H: Handler> ConsumerRuntime<H> {
             workers.spawn(lane.run(rx));
         }
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        // Topic → lane, in order of first sight, so topics spread over distinct lanes.
+        let mut topic_lanes = std::collections::HashMap::new();
 
         let mut outcome = Ok(());
+        let mut last_commit = tokio::time::Instant::now();
         'fetch: while !cancel.is_cancelled() && !failed.is_cancelled() {
             let polled = tokio::select! {
                 r = subscription.poll(self.config.poll_max, self.config.poll_wait) => r,
@@ -156,15 +177,26 @@ impl<H: Handler> ConsumerRuntime<H> {
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
             for record in records {
                 lock(&tracker).started(&record.envelope.topic, record.partition, record.offset);
-                let lane = (hasher.hash_one(record.envelope.key.as_str()) as usize) % lanes.len();
+                let lane = match self.config.lane_by {
+                    LaneBy::Key => hasher.hash_one(record.envelope.key.as_str()) as usize,
+                    LaneBy::Topic => {
+                        let seen = topic_lanes.len();
+                        *topic_lanes
+                            .entry(record.envelope.topic.clone())
+                            .or_insert(seen)
+                    }
+                } % lanes.len();
                 tokio::select! {
                     sent = lanes[lane].send(record) => if sent.is_err() { break 'fetch },
                     _ = failed.cancelled() => break 'fetch,
                 }
             }
-            if let Err(e) = self.commit(&subscription, &tracker).await {
-                outcome = Err(e);
-                break;
+            if last_commit.elapsed() >= self.config.commit_interval {
+                last_commit = tokio::time::Instant::now();
+                if let Err(e) = self.commit(&subscription, &tracker).await {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
 

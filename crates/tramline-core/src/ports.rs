@@ -61,7 +61,7 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// One consumer group member's stream of records.
-pub trait Subscription: Send + 'static {
+pub trait Subscription: Send + Sync + 'static {
     /// Up to `max` records after the current position, waiting at most `wait` if none is
     /// there yet (an empty result is not an error).
     fn poll(

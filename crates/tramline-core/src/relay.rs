@@ -106,12 +106,14 @@ impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
             .retry
             .run(retries, || self.transport.publish(&batch.messages))
             .await?;
+        // Counted before the mark: whoever sees the outbox empty sees this count too, which
+        // is how a caller tells "published meanwhile" from "nothing happened".
+        let n = batch.messages.len();
+        self.stats.published.fetch_add(n as u64, Ordering::SeqCst);
         self.config
             .retry
             .run(retries, || self.outbox.mark_published(&batch))
             .await?;
-        let n = batch.messages.len();
-        self.stats.published.fetch_add(n as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         Ok(n)
     }

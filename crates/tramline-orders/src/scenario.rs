@@ -7,8 +7,8 @@
 use crate::domain::delivery::DeliveryEventType;
 use crate::domain::payment::PaymentEventType;
 use crate::events::DomainEvent;
-use crate::services::delivery::DeliveryService;
-use crate::services::payment::PaymentService;
+use crate::services::delivery::{DeliveryService, DeliveryStep};
+use crate::services::payment::{Decision, PaymentService};
 use crate::OrderSystemError;
 use tramline_core::partitioner::murmur2;
 use tramline_core::ports::{Applied, Handler};
@@ -76,35 +76,54 @@ impl Operator {
         }
     }
 
-    async fn act(&self, event: DomainEvent) -> Result<bool, OrderSystemError> {
-        match event {
-            DomainEvent::Payment(PaymentEventType::Created, p) => {
-                match self.scenario.fate(&p.order_id) {
-                    Fate::Complete => self.payments.approve(&p.payment_id).await.map(|_| true),
-                    Fate::Reject => self.payments.reject(&p.payment_id).await.map(|_| true),
-                    Fate::Cancel => Ok(false),
-                }
-            }
-            DomainEvent::Delivery(DeliveryEventType::Created, d) => {
-                let started = match self.deliveries.start(&d.delivery_id).await {
-                    Ok(_) => true,
-                    Err(OrderSystemError::IllegalTransition { .. }) => false,
-                    Err(e) => return Err(e),
-                };
-                self.deliveries.complete(&d.delivery_id).await.map(|_| started)
-            }
-            _ => Ok(false),
-        }
-    }
 }
 
 impl Handler for Operator {
+    /// Acts on a batch in two transactions: one for the payment decisions, one for the
+    /// delivery steps.
     async fn apply(&self, batch: &[Record]) -> Result<Applied, Error> {
+        let mut decisions = Vec::new();
+        let mut steps = Vec::new();
+        // Which record asked for each command, to blame the right one.
+        let (mut decided_by, mut stepped_by) = (Vec::new(), Vec::new());
         let mut out = Applied::default();
         for record in batch {
-            let event = DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))?;
-            match self.act(event).await {
-                Ok(_) => out.applied += 1,
+            match DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))? {
+                DomainEvent::Payment(PaymentEventType::Created, p) => {
+                    let decision = match self.scenario.fate(&p.order_id) {
+                        Fate::Complete => Decision::Approve,
+                        Fate::Reject => Decision::Reject,
+                        Fate::Cancel => {
+                            out.applied += 1;
+                            continue;
+                        }
+                    };
+                    decisions.push((p.payment_id, decision));
+                    decided_by.push(record);
+                }
+                DomainEvent::Delivery(DeliveryEventType::Created, d) => {
+                    steps.push((d.delivery_id.clone(), DeliveryStep::Start));
+                    steps.push((d.delivery_id, DeliveryStep::Complete));
+                    stepped_by.extend([record, record]);
+                }
+                _ => out.applied += 1,
+            }
+        }
+        let mut outcomes: Vec<(&Record, Result<(), OrderSystemError>)> = Vec::new();
+        if !decisions.is_empty() {
+            let decided = self.payments.decide_many(&decisions).await.map_err(|e| e.into_core(&batch[0]))?;
+            outcomes.extend(decided_by.into_iter().zip(decided.into_iter().map(|r| r.map(|_| ()))));
+        }
+        if !steps.is_empty() {
+            let stepped = self.deliveries.advance_many(&steps).await.map_err(|e| e.into_core(&batch[0]))?;
+            // Count each delivery once, by its completion (the second step).
+            outcomes.extend(
+                stepped_by.into_iter().zip(stepped.into_iter().map(|r| r.map(|_| ()))).skip(1).step_by(2),
+            );
+        }
+        for (record, outcome) in outcomes {
+            match outcome {
+                Ok(()) => out.applied += 1,
                 // Already decided or delivered: this is a redelivery.
                 Err(OrderSystemError::IllegalTransition { .. }) => out.duplicates += 1,
                 Err(e) => return Err(e.into_core(record)),

@@ -2,7 +2,7 @@
 //! it by command.
 
 use super::{new_id, Reaction, ServiceDb};
-use crate::domain::delivery::{Delivery, DeliveryEventType, DeliveryStatus};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::payment::PaymentEventType;
 use crate::error::{OrderSystemError, Result};
 use crate::events::DomainEvent;
@@ -21,6 +21,15 @@ const SELECT_BY_ID: &str =
 const SELECT_BY_ORDER: &str =
     "SELECT delivery_id, order_id, status, version FROM deliveries WHERE order_id = ?";
 const UPDATE: &str = "UPDATE deliveries SET status = ?, version = ?, updated_at = ? WHERE delivery_id = ?";
+
+/// A step of a delivery's lifecycle, by command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStep {
+    /// Pick it up.
+    Start,
+    /// Deliver it.
+    Complete,
+}
 
 /// Migrations of the delivery service's own tables.
 pub fn migrations() -> sqlx::migrate::Migrator {
@@ -46,27 +55,53 @@ impl DeliveryService {
 
     /// Starts a READY delivery → `DeliveryStarted`.
     pub async fn start(&self, delivery_id: &str) -> Result<Delivery> {
-        self.advance(delivery_id, Delivery::start).await
+        self.advance_one(delivery_id, DeliveryStep::Start).await
     }
 
     /// Completes a STARTED delivery → `DeliveryCompleted`.
     pub async fn complete(&self, delivery_id: &str) -> Result<Delivery> {
-        self.advance(delivery_id, Delivery::complete).await
+        self.advance_one(delivery_id, DeliveryStep::Complete).await
     }
 
-    async fn advance(
+    async fn advance_one(&self, delivery_id: &str, step: DeliveryStep) -> Result<Delivery> {
+        let mut outcomes = self.advance_many(&[(delivery_id.to_owned(), step)]).await?;
+        outcomes.pop().expect("one outcome per step")
+    }
+
+    /// Moves many deliveries along in one transaction, in the given order (one delivery may
+    /// appear twice, to start and then complete it). A step the state machine refuses, or an
+    /// unknown id, gets its own error and changes nothing; a store error fails them all.
+    pub async fn advance_many(
         &self,
-        delivery_id: &str,
-        step: fn(&mut Delivery) -> Result<DeliveryEventType>,
-    ) -> Result<Delivery> {
+        steps: &[(String, DeliveryStep)],
+    ) -> Result<Vec<Result<Delivery>>> {
         let mut tx = self.db.begin(STORE).await?;
-        let mut delivery = load(&mut tx, SELECT_BY_ID, delivery_id).await?;
-        let event = step(&mut delivery)?;
-        save(&mut tx, &delivery).await?;
-        self.db
-            .commit(tx, STORE, &[DomainEvent::Delivery(event, delivery.clone())])
-            .await?;
-        Ok(delivery)
+        let mut outcomes = Vec::with_capacity(steps.len());
+        let mut events = Vec::new();
+        for (delivery_id, step) in steps {
+            let mut delivery = match load(&mut tx, SELECT_BY_ID, delivery_id).await {
+                Ok(d) => d,
+                Err(OrderSystemError::Store(e)) => return Err(e.into()),
+                Err(refused) => {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+            };
+            let advanced = match step {
+                DeliveryStep::Start => delivery.start(),
+                DeliveryStep::Complete => delivery.complete(),
+            };
+            match advanced {
+                Ok(event) => {
+                    save(&mut tx, &delivery).await?;
+                    events.push(DomainEvent::Delivery(event, delivery.clone()));
+                    outcomes.push(Ok(delivery));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        self.db.commit(tx, STORE, &events).await?;
+        Ok(outcomes)
     }
 
     /// The delivery with this id.

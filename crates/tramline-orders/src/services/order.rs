@@ -45,25 +45,39 @@ impl OrderService {
 
     /// Places an order → `OrderCreated`.
     pub async fn create(&self, cmd: CreateOrder) -> Result<Order> {
-        let (order, event) = Order::create(new_id(), cmd)?;
+        let mut placed = self.create_many(vec![cmd]).await?;
+        Ok(placed.pop().expect("one order per command"))
+    }
+
+    /// Places many orders in one transaction (a bulk import): every command is validated
+    /// first, and one invalid command refuses them all. Each order gets its own event.
+    pub async fn create_many(&self, cmds: Vec<CreateOrder>) -> Result<Vec<Order>> {
+        let mut placed = Vec::with_capacity(cmds.len());
+        let mut events = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let (order, event) = Order::create(new_id(), cmd)?;
+            events.push(DomainEvent::Order(event, order.clone()));
+            placed.push(order);
+        }
         let mut tx = self.db.begin(STORE).await?;
-        sqlx::query(INSERT)
-            .bind(&order.order_id)
-            .bind(&order.customer_id)
-            .bind(&order.product_id)
-            .bind(order.quantity)
-            .bind(order.amount_cents)
-            .bind(&order.shipping_address)
-            .bind(order.status.as_str())
-            .bind(order.version)
-            .bind(tramline_core::envelope::now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(SqlError::at(STORE, "insert order"))?;
-        self.db
-            .commit(tx, STORE, &[DomainEvent::Order(event, order.clone())])
-            .await?;
-        Ok(order)
+        let now = tramline_core::envelope::now_ms();
+        for order in &placed {
+            sqlx::query(INSERT)
+                .bind(&order.order_id)
+                .bind(&order.customer_id)
+                .bind(&order.product_id)
+                .bind(order.quantity)
+                .bind(order.amount_cents)
+                .bind(&order.shipping_address)
+                .bind(order.status.as_str())
+                .bind(order.version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::at(STORE, "insert order"))?;
+        }
+        self.db.commit(tx, STORE, &events).await?;
+        Ok(placed)
     }
 
     /// Cancels a PENDING order → `OrderCancelled`.

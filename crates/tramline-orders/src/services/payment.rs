@@ -3,7 +3,7 @@
 
 use super::{new_id, Reaction, ServiceDb};
 use crate::domain::order::OrderEventType;
-use crate::domain::payment::{Payment, PaymentEventType, PaymentStatus};
+use crate::domain::payment::{Payment, PaymentStatus};
 use crate::error::{OrderSystemError, Result};
 use crate::events::DomainEvent;
 use sqlx::sqlite::SqliteRow;
@@ -21,6 +21,15 @@ const SELECT_BY_ID: &str =
 const SELECT_BY_ORDER: &str =
     "SELECT payment_id, order_id, amount_cents, status, version FROM payments WHERE order_id = ?";
 const UPDATE: &str = "UPDATE payments SET status = ?, version = ?, updated_at = ? WHERE payment_id = ?";
+
+/// What to do with a pending payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Approve it.
+    Approve,
+    /// Reject it.
+    Reject,
+}
 
 /// Migrations of the payment service's own tables.
 pub fn migrations() -> sqlx::migrate::Migrator {
@@ -46,27 +55,52 @@ impl PaymentService {
 
     /// Approves a PENDING payment → `PaymentApproved`.
     pub async fn approve(&self, payment_id: &str) -> Result<Payment> {
-        self.decide(payment_id, Payment::approve).await
+        self.decide_one(payment_id, Decision::Approve).await
     }
 
     /// Rejects a PENDING payment → `PaymentRejected`.
     pub async fn reject(&self, payment_id: &str) -> Result<Payment> {
-        self.decide(payment_id, Payment::reject).await
+        self.decide_one(payment_id, Decision::Reject).await
     }
 
-    async fn decide(
+    async fn decide_one(&self, payment_id: &str, decision: Decision) -> Result<Payment> {
+        let mut outcomes = self.decide_many(&[(payment_id.to_owned(), decision)]).await?;
+        outcomes.pop().expect("one outcome per decision")
+    }
+
+    /// Decides many payments in one transaction. A payment the state machine refuses, or an
+    /// unknown id, gets its own error and changes nothing; a store error fails them all.
+    pub async fn decide_many(
         &self,
-        payment_id: &str,
-        decision: fn(&mut Payment) -> Result<PaymentEventType>,
-    ) -> Result<Payment> {
+        decisions: &[(String, Decision)],
+    ) -> Result<Vec<Result<Payment>>> {
         let mut tx = self.db.begin(STORE).await?;
-        let mut payment = load(&mut tx, SELECT_BY_ID, payment_id).await?;
-        let event = decision(&mut payment)?;
-        save(&mut tx, &payment).await?;
-        self.db
-            .commit(tx, STORE, &[DomainEvent::Payment(event, payment.clone())])
-            .await?;
-        Ok(payment)
+        let mut outcomes = Vec::with_capacity(decisions.len());
+        let mut events = Vec::new();
+        for (payment_id, decision) in decisions {
+            let mut payment = match load(&mut tx, SELECT_BY_ID, payment_id).await {
+                Ok(p) => p,
+                Err(OrderSystemError::Store(e)) => return Err(e.into()),
+                Err(refused) => {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+            };
+            let decided = match decision {
+                Decision::Approve => payment.approve(),
+                Decision::Reject => payment.reject(),
+            };
+            match decided {
+                Ok(event) => {
+                    save(&mut tx, &payment).await?;
+                    events.push(DomainEvent::Payment(event, payment.clone()));
+                    outcomes.push(Ok(payment));
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        self.db.commit(tx, STORE, &events).await?;
+        Ok(outcomes)
     }
 
     /// The payment with this id.

@@ -20,6 +20,22 @@ pub trait Reaction: Send + Sync + 'static {
         tx: &'a mut WriteTx,
         event: DomainEvent,
     ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a;
+
+    /// Applies a batch of new events, in order, in `tx`. The default reacts one by one; a
+    /// reaction may override it to write the whole batch in fewer statements.
+    fn react_batch<'a>(
+        &'a self,
+        tx: &'a mut WriteTx,
+        events: Vec<DomainEvent>,
+    ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a {
+        async move {
+            let mut emitted = Vec::new();
+            for event in events {
+                emitted.extend(self.react(tx, event).await?);
+            }
+            Ok(emitted)
+        }
+    }
 }
 
 /// A [`Handler`] that runs a [`Reaction`] with exactly-once effect.
@@ -55,19 +71,29 @@ impl<R: Reaction> Handler for Subscriber<R> {
         if batch.is_empty() {
             return Ok(Applied::default());
         }
-        let mut tx = self.db.begin(R::STORE).await?;
-        let mut out = Applied::default();
-        let mut emitted = Vec::new();
+        // Decode before claiming: a poison message must leave no dedupe record behind.
+        let mut events = Vec::with_capacity(batch.len());
         for record in batch {
-            // Decode before claiming: a poison message must leave no dedupe record behind.
-            let event = DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))?;
-            if !self.inbox.claim(&mut tx, record).await? {
-                out.duplicates += 1;
-                continue;
-            }
-            emitted.extend(self.reaction.react(&mut tx, event).await.map_err(|e| e.into_core(record))?);
-            out.applied += 1;
+            events.push(DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))?);
         }
+        let mut tx = self.db.begin(R::STORE).await?;
+        let mut new_ids = self.inbox.claim_batch(&mut tx, batch).await?;
+        let fresh: Vec<DomainEvent> = batch
+            .iter()
+            .zip(events)
+            // remove(): a second copy of an id inside the same batch is a duplicate too.
+            .filter(|(record, _)| new_ids.remove(&record.envelope.id.to_string()))
+            .map(|(_, event)| event)
+            .collect();
+        let out = Applied {
+            applied: fresh.len(),
+            duplicates: batch.len() - fresh.len(),
+        };
+        let emitted = self.reaction.react_batch(&mut tx, fresh).await.map_err(|e| {
+            // A refusal by the domain names the batch's first record; the runtime then
+            // re-applies record by record to find the one to park.
+            e.into_core(&batch[0])
+        })?;
         self.db.commit(tx, R::STORE, &emitted).await?;
         Ok(out)
     }

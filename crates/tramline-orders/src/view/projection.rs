@@ -10,33 +10,38 @@ use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::services::Reaction;
 use std::sync::atomic::{AtomicU64, Ordering};
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Sqlite};
 use tramline_sql::sqlite::WriteTx;
 use tramline_sql::SqlError;
 
-const UPSERT_ORDER: &str = "INSERT INTO order_status_view (order_id, order_status, customer_id, \
-     product_id, quantity, amount_cents, shipping_address, order_version, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (order_id) DO UPDATE SET order_status = excluded.order_status, \
-     customer_id = excluded.customer_id, product_id = excluded.product_id, \
-     quantity = excluded.quantity, amount_cents = excluded.amount_cents, \
-     shipping_address = excluded.shipping_address, order_version = excluded.order_version, \
-     updated_at = excluded.updated_at \
+const INSERT_ORDER: &str = "INSERT INTO order_status_view (order_id, order_status, customer_id, \
+     product_id, quantity, amount_cents, shipping_address, order_version, updated_at) ";
+const ON_CONFLICT_ORDER: &str = " ON CONFLICT (order_id) DO UPDATE SET \
+     order_status = excluded.order_status, customer_id = excluded.customer_id, \
+     product_id = excluded.product_id, quantity = excluded.quantity, \
+     amount_cents = excluded.amount_cents, shipping_address = excluded.shipping_address, \
+     order_version = excluded.order_version, updated_at = excluded.updated_at \
      WHERE order_status_view.order_version IS NULL \
         OR order_status_view.order_version < excluded.order_version";
-const UPSERT_PAYMENT: &str = "INSERT INTO order_status_view (order_id, payment_id, payment_status, \
-     payment_version, updated_at) VALUES (?, ?, ?, ?, ?) \
-     ON CONFLICT (order_id) DO UPDATE SET payment_id = excluded.payment_id, \
-     payment_status = excluded.payment_status, payment_version = excluded.payment_version, \
-     updated_at = excluded.updated_at \
+const INSERT_PAYMENT: &str = "INSERT INTO order_status_view (order_id, payment_id, payment_status, \
+     payment_version, updated_at) ";
+const ON_CONFLICT_PAYMENT: &str = " ON CONFLICT (order_id) DO UPDATE SET \
+     payment_id = excluded.payment_id, payment_status = excluded.payment_status, \
+     payment_version = excluded.payment_version, updated_at = excluded.updated_at \
      WHERE order_status_view.payment_version IS NULL \
         OR order_status_view.payment_version < excluded.payment_version";
-const UPSERT_DELIVERY: &str = "INSERT INTO order_status_view (order_id, delivery_id, delivery_status, \
-     delivery_version, updated_at) VALUES (?, ?, ?, ?, ?) \
-     ON CONFLICT (order_id) DO UPDATE SET delivery_id = excluded.delivery_id, \
-     delivery_status = excluded.delivery_status, delivery_version = excluded.delivery_version, \
-     updated_at = excluded.updated_at \
+const INSERT_DELIVERY: &str = "INSERT INTO order_status_view (order_id, delivery_id, \
+     delivery_status, delivery_version, updated_at) ";
+const ON_CONFLICT_DELIVERY: &str = " ON CONFLICT (order_id) DO UPDATE SET \
+     delivery_id = excluded.delivery_id, delivery_status = excluded.delivery_status, \
+     delivery_version = excluded.delivery_version, updated_at = excluded.updated_at \
      WHERE order_status_view.delivery_version IS NULL \
         OR order_status_view.delivery_version < excluded.delivery_version";
+
+/// Rows per multi-row upsert (at most 9 parameters each). Rows of one statement are applied
+/// one after the other, so two events of one order in one statement still meet the guard.
+const UPSERT_CHUNK: usize = 100;
 
 /// Counters of a projection, the same for both strategies so they can be compared.
 #[derive(Debug, Default)]
@@ -60,42 +65,90 @@ impl OrderStatusProjection {
     }
 }
 
+impl OrderStatusProjection {
+    /// Runs one multi-row upsert per chunk of `rows`; returns the rows that changed the view.
+    async fn upsert<T>(
+        &self,
+        tx: &mut WriteTx,
+        rows: &[T],
+        insert: &'static str,
+        on_conflict: &'static str,
+        bind: impl Fn(&mut Separated<'_, '_, Sqlite, &'static str>, &T) + Copy,
+    ) -> Result<u64> {
+        let now = tramline_core::envelope::now_ms();
+        let mut changed = 0;
+        for chunk in rows.chunks(UPSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(insert);
+            q.push_values(chunk, |mut row, item| {
+                bind(&mut row, item);
+                row.push_bind(now);
+            });
+            q.push(on_conflict);
+            let done = q.build().execute(&mut **tx).await.map_err(|e| {
+                let e = SqlError::new(STORE, "upsert", e);
+                if e.is_duplicate() {
+                    self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                e
+            })?;
+            changed += done.rows_affected();
+        }
+        Ok(changed)
+    }
+}
+
 impl Reaction for OrderStatusProjection {
     const STORE: &'static str = STORE;
 
     async fn react(&self, tx: &mut WriteTx, event: DomainEvent) -> Result<Vec<DomainEvent>> {
-        let now = tramline_core::envelope::now_ms();
-        let query = match &event {
-            DomainEvent::Order(_, o) => sqlx::query(UPSERT_ORDER)
-                .bind(&o.order_id)
-                .bind(o.status.as_str())
-                .bind(&o.customer_id)
-                .bind(&o.product_id)
-                .bind(o.quantity)
-                .bind(o.amount_cents)
-                .bind(&o.shipping_address)
-                .bind(o.version),
-            DomainEvent::Payment(_, p) => sqlx::query(UPSERT_PAYMENT)
-                .bind(&p.order_id)
-                .bind(&p.payment_id)
-                .bind(p.status.as_str())
-                .bind(p.version),
-            DomainEvent::Delivery(_, d) => sqlx::query(UPSERT_DELIVERY)
-                .bind(&d.order_id)
-                .bind(&d.delivery_id)
-                .bind(d.status.as_str())
-                .bind(d.version),
-        };
-        let done = query.bind(now).execute(&mut **tx).await.map_err(|e| {
-            let e = SqlError::new(STORE, "upsert", e);
-            if e.is_duplicate() {
-                self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+        self.react_batch(tx, vec![event]).await
+    }
+
+    async fn react_batch(
+        &self,
+        tx: &mut WriteTx,
+        events: Vec<DomainEvent>,
+    ) -> Result<Vec<DomainEvent>> {
+        let total = events.len() as u64;
+        let (mut orders, mut payments, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+        for event in events {
+            match event {
+                DomainEvent::Order(_, o) => orders.push(o),
+                DomainEvent::Payment(_, p) => payments.push(p),
+                DomainEvent::Delivery(_, d) => deliveries.push(d),
             }
-            e
-        })?;
-        if done.rows_affected() == 0 {
-            self.stats.stale_skipped.fetch_add(1, Ordering::Relaxed);
         }
+        let mut changed = self
+            .upsert(tx, &orders, INSERT_ORDER, ON_CONFLICT_ORDER, |row, o| {
+                row.push_bind(o.order_id.clone())
+                    .push_bind(o.status.as_str())
+                    .push_bind(o.customer_id.clone())
+                    .push_bind(o.product_id.clone())
+                    .push_bind(o.quantity)
+                    .push_bind(o.amount_cents)
+                    .push_bind(o.shipping_address.clone())
+                    .push_bind(o.version);
+            })
+            .await?;
+        changed += self
+            .upsert(tx, &payments, INSERT_PAYMENT, ON_CONFLICT_PAYMENT, |row, p| {
+                row.push_bind(p.order_id.clone())
+                    .push_bind(p.payment_id.clone())
+                    .push_bind(p.status.as_str())
+                    .push_bind(p.version);
+            })
+            .await?;
+        changed += self
+            .upsert(tx, &deliveries, INSERT_DELIVERY, ON_CONFLICT_DELIVERY, |row, d| {
+                row.push_bind(d.order_id.clone())
+                    .push_bind(d.delivery_id.clone())
+                    .push_bind(d.status.as_str())
+                    .push_bind(d.version);
+            })
+            .await?;
+        self.stats
+            .stale_skipped
+            .fetch_add(total.saturating_sub(changed), Ordering::Relaxed);
         Ok(Vec::new())
     }
 }

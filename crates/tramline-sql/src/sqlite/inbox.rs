@@ -3,7 +3,8 @@
 
 use super::{begin_write, WriteTx};
 use crate::SqlError;
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use std::collections::HashSet;
 use tramline_core::{Error, Record};
 
 const STORE: &str = "inbox";
@@ -12,6 +13,8 @@ const STORE: &str = "inbox";
 // signal. (Not so on MariaDB; that dialect must not copy this.)
 const CLAIM: &str = "INSERT INTO tramline_inbox (consumer, message_id, received_at) \
      VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+/// Rows per multi-row claim (3 parameters each, well under SQLite's parameter limit).
+const CLAIM_CHUNK: usize = 300;
 const PARK: &str = "INSERT INTO tramline_parked \
      (consumer, message_id, topic, part, log_offset, msg_key, headers, payload, reason, parked_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -41,6 +44,36 @@ impl Inbox {
             .await
             .map_err(SqlError::at(STORE, "record message id"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims every record of a batch in as few statements as possible; returns the message
+    /// ids that were new. An id twice in the batch is claimed once.
+    pub async fn claim_batch(
+        &self,
+        tx: &mut WriteTx,
+        records: &[Record],
+    ) -> Result<HashSet<String>, SqlError> {
+        let now = tramline_core::envelope::now_ms();
+        let mut claimed = HashSet::with_capacity(records.len());
+        for chunk in records.chunks(CLAIM_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tramline_inbox (consumer, message_id, received_at) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(self.consumer.clone())
+                    .push_bind(r.envelope.id.to_string())
+                    .push_bind(now);
+            });
+            // RETURNING lists only the rows actually inserted: exactly the new ids.
+            q.push(" ON CONFLICT DO NOTHING RETURNING message_id");
+            let ids: Vec<String> = q
+                .build_query_scalar()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(SqlError::at(STORE, "record message ids"))?;
+            claimed.extend(ids);
+        }
+        Ok(claimed)
     }
 
     /// Keeps a message that can never be applied, with the reason, and marks its id handled.

@@ -6,10 +6,10 @@
 //! commit order. A group has one member, which reads every partition; parallelism inside it
 //! comes from the consumer runtime's lanes.
 
-use super::{begin_write, migrate, open, Schema, SqliteOptions};
+use super::{begin_write, fetch_json_rows, migrate, open, Schema, SqliteOptions};
 use crate::SqlError;
-use sqlx::{Row, SqlitePool};
-use std::collections::HashMap;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +24,19 @@ const STORE: &str = "log";
 const PARTITIONS: &str = "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
 const CREATE_PARTITION: &str = "INSERT INTO tramline_log_partitions (topic, part, next_offset) \
      VALUES (?, ?, 0) ON CONFLICT DO NOTHING";
-const APPEND: &str = "INSERT INTO tramline_log \
-     (topic, part, log_offset, id, msg_key, headers, payload, created_at, appended_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// Records per multi-row insert (9 parameters each).
+const APPEND_CHUNK: usize = 100;
 const ADVANCE: &str = "UPDATE tramline_log_partitions SET next_offset = ? WHERE topic = ? AND part = ?";
-const READ: &str = "SELECT log_offset, id, msg_key, headers, payload, created_at FROM tramline_log \
-     WHERE topic = ? AND part = ? AND log_offset >= ? ORDER BY log_offset LIMIT ?";
-const ALL_ENDS: &str = "SELECT topic, part, next_offset FROM tramline_log_partitions";
+// Both fold their rows into one JSON array: see `fetch_json_rows`.
+const READ: &str = "SELECT json_group_array(json_array(log_offset, id, msg_key, json(headers), \
+     payload, created_at)) FROM (SELECT log_offset, id, msg_key, headers, payload, created_at \
+     FROM tramline_log WHERE topic = ? AND part = ? AND log_offset >= ? \
+     ORDER BY log_offset LIMIT ?)";
+const ALL_ENDS: &str =
+    "SELECT json_group_array(json_array(topic, part, next_offset)) FROM tramline_log_partitions";
+
+/// A record as `READ` returns it.
+type StoredRecord = (i64, String, String, BTreeMap<String, String>, String, i64);
 const COMMITTED: &str = "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
 const COMMIT: &str = "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) \
      VALUES (?, ?, ?, ?, ?) \
@@ -124,7 +130,8 @@ impl SqliteLog {
         let mut tx = begin_write(&self.pool, STORE).await?;
         // topic → next offset of each partition, read under the write lock.
         let mut next: HashMap<&str, Vec<i64>> = HashMap::new();
-        let now = tramline_core::envelope::now_ms();
+        let mut touched: HashSet<(&str, i32)> = HashSet::new();
+        let mut placed = Vec::with_capacity(batch.len());
         for m in batch {
             if !next.contains_key(m.topic.as_str()) {
                 let rows = sqlx::query(PARTITIONS)
@@ -142,32 +149,40 @@ impl SqliteLog {
             }
             let offsets = next.get_mut(m.topic.as_str()).expect("inserted above");
             let part = partition_for(&m.key, offsets.len() as i32);
-            let offset = offsets[part as usize];
+            placed.push((part, offsets[part as usize], m));
             offsets[part as usize] += 1;
-            sqlx::query(APPEND)
-                .bind(&m.topic)
-                .bind(part)
-                .bind(offset)
-                .bind(m.id.to_string())
-                .bind(&m.key)
-                .bind(m.headers_json())
-                .bind(&m.payload)
-                .bind(m.created_at_ms)
-                .bind(now)
+            touched.insert((m.topic.as_str(), part));
+        }
+        let now = tramline_core::envelope::now_ms();
+        for chunk in placed.chunks(APPEND_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tramline_log (topic, part, log_offset, id, msg_key, headers, payload, \
+                 created_at, appended_at) ",
+            );
+            q.push_values(chunk, |mut row, (part, offset, m)| {
+                row.push_bind(m.topic.as_str())
+                    .push_bind(*part)
+                    .push_bind(*offset)
+                    .push_bind(m.id.to_string())
+                    .push_bind(m.key.as_str())
+                    .push_bind(m.headers_json())
+                    .push_bind(m.payload.as_str())
+                    .push_bind(m.created_at_ms)
+                    .push_bind(now);
+            });
+            q.build()
                 .execute(&mut *tx)
                 .await
                 .map_err(SqlError::at(STORE, "append"))?;
         }
-        for (topic, offsets) in &next {
-            for (part, offset) in offsets.iter().enumerate() {
-                sqlx::query(ADVANCE)
-                    .bind(offset)
-                    .bind(topic)
-                    .bind(part as i32)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(SqlError::at(STORE, "advance partition"))?;
-            }
+        for (topic, part) in touched {
+            sqlx::query(ADVANCE)
+                .bind(next[topic][part as usize])
+                .bind(topic)
+                .bind(part)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::at(STORE, "advance partition"))?;
         }
         tx.commit()
             .await
@@ -222,13 +237,12 @@ pub struct SqliteSubscription {
 impl SqliteSubscription {
     async fn read(&mut self, max: usize) -> Result<Vec<Record>, Error> {
         // One cheap look at every partition's end first, so idle partitions cost no query.
-        let ends: HashMap<(String, i32), i64> = sqlx::query(ALL_ENDS)
-            .fetch_all(&self.log.pool)
-            .await
-            .map_err(SqlError::at(STORE, "read partition ends"))?
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect();
+        let ends: HashMap<(String, i32), i64> =
+            fetch_json_rows::<(String, i32, i64)>(sqlx::query(ALL_ENDS), &self.log.pool, STORE, "read partition ends")
+                .await?
+                .into_iter()
+                .map(|(topic, part, end)| ((topic, part), end))
+                .collect();
         let n = self.positions.len();
         let ready: Vec<usize> = (0..n)
             .map(|i| (self.next_partition + i) % n)
@@ -246,34 +260,35 @@ impl SqliteSubscription {
             }
             let (topic, part, at) = &self.positions[idx];
             let limit = per_partition.min(max - out.len());
-            let rows = sqlx::query(READ)
-                .bind(topic)
-                .bind(part)
-                .bind(at)
-                .bind(limit as i64)
-                .fetch_all(&self.log.pool)
-                .await
-                .map_err(SqlError::at(STORE, "read records"))?;
+            let mut rows: Vec<StoredRecord> = fetch_json_rows(
+                sqlx::query(READ)
+                    .bind(topic)
+                    .bind(part)
+                    .bind(at)
+                    .bind(limit as i64),
+                &self.log.pool,
+                STORE,
+                "read records",
+            )
+            .await?;
+            // The aggregate's order follows the subquery's in practice; sorting makes it certain.
+            rows.sort_unstable_by_key(|r| r.0);
             let mut last = None;
-            for row in rows {
-                let offset: i64 = row.get(0);
-                let id: String = row.get(1);
-                let headers: String = row.get(3);
-                let corrupt = |reason: String| Error::Store {
-                    store: STORE,
-                    operation: "decode record",
-                    transient: false,
-                    source: format!("{topic}/{part}@{offset}: {reason}").into(),
-                };
+            for (offset, id, key, headers, payload, created_at_ms) in rows {
                 out.push(Record {
                     envelope: Envelope {
-                        id: id.parse().map_err(|e| corrupt(format!("message id: {e}")))?,
+                        id: id.parse().map_err(|e| Error::Store {
+                            store: STORE,
+                            operation: "decode record",
+                            transient: false,
+                            source: format!("{topic}/{part}@{offset}: message id {id:?}: {e}")
+                                .into(),
+                        })?,
                         topic: topic.clone(),
-                        key: row.get(2),
-                        headers: Envelope::parse_headers(&headers)
-                            .map_err(|e| corrupt(format!("headers: {e}")))?,
-                        payload: row.get(4),
-                        created_at_ms: row.get(5),
+                        key,
+                        headers,
+                        payload,
+                        created_at_ms,
                     },
                     partition: *part,
                     offset,

@@ -34,7 +34,7 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
-            max_connections: 4,
+            max_connections: 1,
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -98,6 +98,33 @@ pub async fn run_migrator(
             "apply migrations",
             sqlx::Error::Migrate(Box::new(e)),
         )
+    })
+}
+
+/// Runs `query`, which must return one row holding one JSON array, and decodes the array.
+///
+/// sqlx's SQLite driver hands every result row across from its worker thread on its own;
+/// folding a batch into one `json_group_array` row makes the whole batch cross once, which is
+/// what makes batched reads of the log and the outbox cheap.
+pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    pool: &SqlitePool,
+    store: &'static str,
+    operation: &'static str,
+) -> Result<Vec<T>, tramline_core::Error> {
+    use sqlx::Row;
+    let row = query
+        .fetch_one(pool)
+        .await
+        .map_err(SqlError::at(store, operation))?;
+    let json: &str = row
+        .try_get(0)
+        .map_err(SqlError::at(store, operation))?;
+    serde_json::from_str(json).map_err(|e| tramline_core::Error::Store {
+        store,
+        operation,
+        transient: false,
+        source: format!("stored batch does not decode: {e}").into(),
     })
 }
 

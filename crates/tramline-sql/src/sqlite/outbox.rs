@@ -1,18 +1,24 @@
 //! The SQLite outbox: appended to inside the service's own transaction, drained by the relay.
 
-use super::{begin_write, WriteTx};
+use super::{begin_write, fetch_json_rows, WriteTx};
+use std::collections::BTreeMap;
 use crate::SqlError;
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::Notify;
 use tramline_core::ports::{Outbox, OutboxBatch};
 use tramline_core::{Envelope, Error};
 
 const STORE: &str = "outbox";
 
-const INSERT: &str = "INSERT INTO tramline_outbox (id, topic, msg_key, headers, payload, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?)";
-const FETCH: &str = "SELECT seq, id, topic, msg_key, headers, payload, created_at \
-     FROM tramline_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?";
+/// Messages per multi-row insert (6 parameters each).
+const APPEND_CHUNK: usize = 150;
+// Folds the batch into one JSON array: see `fetch_json_rows`.
+const FETCH: &str = "SELECT json_group_array(json_array(seq, id, topic, msg_key, json(headers), \
+     payload, created_at)) FROM (SELECT seq, id, topic, msg_key, headers, payload, created_at \
+     FROM tramline_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?)";
+
+/// A message as `FETCH` returns it.
+type StoredMessage = (i64, String, String, String, BTreeMap<String, String>, String, i64);
 // Marks a contiguous range: a batch is a prefix of the unpublished rows in seq order, and
 // nothing can commit into the middle of it later (seq is assigned under the write lock).
 const MARK: &str = "UPDATE tramline_outbox SET published_at = ? \
@@ -36,14 +42,19 @@ impl SqliteOutbox {
 
     /// Adds messages inside the caller's transaction, so they commit with its state change.
     pub async fn append(tx: &mut WriteTx, messages: &[Envelope]) -> Result<(), SqlError> {
-        for m in messages {
-            sqlx::query(INSERT)
-                .bind(m.id.to_string())
-                .bind(&m.topic)
-                .bind(&m.key)
-                .bind(m.headers_json())
-                .bind(&m.payload)
-                .bind(m.created_at_ms)
+        for chunk in messages.chunks(APPEND_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tramline_outbox (id, topic, msg_key, headers, payload, created_at) ",
+            );
+            q.push_values(chunk, |mut row, m| {
+                row.push_bind(m.id.to_string())
+                    .push_bind(m.topic.as_str())
+                    .push_bind(m.key.as_str())
+                    .push_bind(m.headers_json())
+                    .push_bind(m.payload.as_str())
+                    .push_bind(m.created_at_ms);
+            });
+            q.build()
                 .execute(&mut **tx)
                 .await
                 .map_err(SqlError::at(STORE, "append"))?;
@@ -67,35 +78,32 @@ impl SqliteOutbox {
 
 impl Outbox for SqliteOutbox {
     async fn fetch_unpublished(&self, max: usize) -> Result<OutboxBatch, Error> {
-        let rows = sqlx::query(FETCH)
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(SqlError::at(STORE, "fetch unpublished"))?;
+        let mut rows: Vec<StoredMessage> = fetch_json_rows(
+            sqlx::query(FETCH).bind(i64::try_from(max).unwrap_or(i64::MAX)),
+            &self.pool,
+            STORE,
+            "fetch unpublished",
+        )
+        .await?;
+        rows.sort_unstable_by_key(|r| r.0);
         let mut batch = OutboxBatch {
             positions: Vec::with_capacity(rows.len()),
             messages: Vec::with_capacity(rows.len()),
         };
-        for row in rows {
-            let id: String = row.get(1);
-            let headers: String = row.get(4);
-            let corrupt = |reason: String| Error::Store {
-                store: STORE,
-                operation: "decode stored message",
-                transient: false,
-                source: reason.into(),
-            };
-            batch.positions.push(row.get(0));
+        for (seq, id, topic, key, headers, payload, created_at_ms) in rows {
+            batch.positions.push(seq);
             batch.messages.push(Envelope {
-                id: id
-                    .parse()
-                    .map_err(|e| corrupt(format!("message id {id:?}: {e}")))?,
-                topic: row.get(2),
-                key: row.get(3),
-                headers: Envelope::parse_headers(&headers)
-                    .map_err(|e| corrupt(format!("headers of {id}: {e}")))?,
-                payload: row.get(5),
-                created_at_ms: row.get(6),
+                id: id.parse().map_err(|e| Error::Store {
+                    store: STORE,
+                    operation: "decode stored message",
+                    transient: false,
+                    source: format!("outbox seq {seq}: message id {id:?}: {e}").into(),
+                })?,
+                topic,
+                key,
+                headers,
+                payload,
+                created_at_ms,
             });
         }
         Ok(batch)

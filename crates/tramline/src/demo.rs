@@ -1,0 +1,533 @@
+//! `tramline demo`: the whole order system in one process on SQLite files, driven through
+//! its lifecycle, then checked row by row against the services' own tables.
+//!
+//! Completion is detected, not timed: the run is over when every group has committed every
+//! record, every outbox is empty, and no relay published in between — at that point no
+//! effect is pending anywhere, because each consumer commits its effects (and the messages
+//! they emit) before its offset.
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, LaneBy};
+use tramline_core::fault::{Duplicating, Shuffled};
+use tramline_core::ports::{Handler, Transport};
+use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
+use tramline_orders::domain::order::CreateOrder;
+use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+use tramline_orders::scenario::{Fate, Operator, Scenario};
+use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
+use tramline_orders::services::order::{self, OrderReaction, OrderService};
+use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
+use tramline_orders::services::{ServiceDb, Subscriber};
+use tramline_orders::view::naive::NaiveProjection;
+use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
+use tramline_orders::view::verify::{verify, Verification};
+use tramline_orders::view::{self, OrderStatusQuery};
+use tramline_sql::sqlite::{Inbox, SqliteLog, SqliteOptions, SqliteOutbox};
+
+/// How the view applies events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Column-scoped, version-guarded upserts: tramline's fix.
+    Upsert,
+    /// The seed's read-then-write-the-whole-row, one consumer per topic: the baseline.
+    Naive,
+}
+
+/// Options of `tramline demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Orders to place.
+    #[arg(long, default_value_t = 10_000)]
+    orders: u64,
+    /// Concurrent consumer lanes of the Order Status View.
+    #[arg(long, default_value_t = 3)]
+    consumers: usize,
+    /// Fraction of published events (0..=1) delivered a second time.
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Hand the view each poll of events in random order.
+    #[arg(long)]
+    shuffle: bool,
+    /// How the view applies events.
+    #[arg(long, value_enum, default_value_t = Strategy::Upsert)]
+    strategy: Strategy,
+    /// Keep the databases in this directory (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    json: bool,
+    /// Partitions per topic of the embedded log.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// Concurrent clients placing orders.
+    #[arg(long, default_value_t = 4)]
+    clients: u64,
+    /// Orders each client places per request (a bulk import; each order still gets its own
+    /// event). 1 places them one by one.
+    #[arg(long, default_value_t = 50)]
+    order_batch: u64,
+    /// Give up when the system has not settled after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+/// What a run measured; printed as JSON with `--json`.
+#[derive(Debug, Serialize)]
+struct Report {
+    strategy: Strategy,
+    orders: u64,
+    consumers: usize,
+    shuffle: bool,
+    duplicate_fraction: f64,
+    events_published: u64,
+    duplicates_injected: u64,
+    events_applied: u64,
+    duplicates_skipped: u64,
+    stale_skipped: u64,
+    view_rows: usize,
+    mismatched_rows: usize,
+    missing_rows: usize,
+    lost_updates: usize,
+    corrupt_columns: usize,
+    duplicate_key_errors: u64,
+    parked: i64,
+    retries: u64,
+    elapsed_ms: u64,
+    events_per_sec: f64,
+    correct: bool,
+    mismatched_examples: Vec<String>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Expected view events per order of each fate (before any duplicates); an estimate for the
+/// progress bar only, since the order service may see a delivery complete before the payment
+/// approval and then emit one event fewer.
+fn events_of(fate: Fate) -> u64 {
+    match fate {
+        Fate::Complete => 8,
+        Fate::Reject | Fate::Cancel => 4,
+    }
+}
+
+/// The three services, the view and the log of one run.
+struct System {
+    log: SqliteLog,
+    bus: Arc<Duplicating<SqliteLog>>,
+    orders: OrderService,
+    payments: PaymentService,
+    deliveries: DeliveryService,
+    view_db: ServiceDb,
+}
+
+impl System {
+    async fn open(dir: &Path, partitions: i32, duplicates: f64) -> anyhow::Result<Self> {
+        let opts = SqliteOptions::default();
+        let log = SqliteLog::open(&dir.join("log.db"), &opts)
+            .await
+            .context("while opening the embedded log")?;
+        for topic in ALL_TOPICS {
+            log.create_topic(topic, partitions)
+                .await
+                .with_context(|| format!("while creating topic {topic}"))?;
+        }
+        let opts = &opts;
+        let open = |file: &'static str, migrations| {
+            let path = dir.join(file);
+            async move {
+                ServiceDb::open(&path, opts, migrations)
+                    .await
+                    .with_context(|| format!("while opening {}", path.display()))
+            }
+        };
+        Ok(System {
+            bus: Arc::new(Duplicating::new(log.clone(), duplicates)?),
+            log,
+            orders: OrderService::new(open("order.db", order::migrations()).await?),
+            payments: PaymentService::new(open("payment.db", payment::migrations()).await?),
+            deliveries: DeliveryService::new(open("delivery.db", delivery::migrations()).await?),
+            view_db: open("view.db", view::migrations()).await?,
+        })
+    }
+
+    fn outboxes(&self) -> [(&'static str, Arc<SqliteOutbox>); 3] {
+        [
+            ("order", Arc::clone(&self.orders.db().outbox)),
+            ("payment", Arc::clone(&self.payments.db().outbox)),
+            ("delivery", Arc::clone(&self.deliveries.db().outbox)),
+        ]
+    }
+}
+
+/// The consumer groups of the demo and the topics each reads.
+fn groups() -> [(&'static str, Vec<String>); 5] {
+    let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    [
+        ("payment-service", t(&[ORDER_EVENTS])),
+        ("delivery-service", t(&[PAYMENT_EVENTS])),
+        ("order-service", t(&[PAYMENT_EVENTS, DELIVERY_EVENTS])),
+        ("operator", t(&[PAYMENT_EVENTS, DELIVERY_EVENTS])),
+        ("order-status-view", t(&ALL_TOPICS)),
+    ]
+}
+
+type Tasks = JoinSet<(String, Result<(), tramline_core::Error>)>;
+
+/// Subscribes `handler` as `group` and runs it until `cancel`.
+async fn spawn_consumer<H: Handler>(
+    tasks: &mut Tasks,
+    bus: &Duplicating<SqliteLog>,
+    group: &'static str,
+    handler: Arc<H>,
+    config: ConsumerConfig,
+    shuffle: bool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<ConsumerStats>> {
+    let topics = groups()
+        .into_iter()
+        .find(|(g, _)| *g == group)
+        .map(|(_, t)| t)
+        .expect("every demo group is listed in groups()");
+    let subscription = bus
+        .subscribe(group, &topics)
+        .await
+        .with_context(|| format!("while subscribing {group}"))?;
+    let runtime = ConsumerRuntime::new(handler, config);
+    let stats = runtime.stats();
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        let r = runtime.run(Shuffled::new(subscription, shuffle), cancel).await;
+        (group.to_owned(), r)
+    });
+    Ok(stats)
+}
+
+/// The view's handler in either strategy, for its counters after the run.
+enum ViewHandler {
+    Upsert(Arc<Subscriber<OrderStatusProjection>>),
+    Naive(Arc<NaiveProjection>),
+}
+
+impl ViewHandler {
+    fn stats(&self) -> &ProjectionStats {
+        match self {
+            ViewHandler::Upsert(s) => s.reaction().stats(),
+            ViewHandler::Naive(n) => n.stats(),
+        }
+    }
+
+    fn inbox(&self) -> &Inbox {
+        match self {
+            ViewHandler::Upsert(s) => s.inbox(),
+            ViewHandler::Naive(n) => n.inbox(),
+        }
+    }
+}
+
+/// Runs the demo; the exit code says whether the view came out exactly right.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.consumers == 0 || args.clients == 0 {
+        bail!("--consumers and --clients must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.duplicates) {
+        bail!("--duplicates must be a fraction between 0 and 1, got {}", args.duplicates);
+    }
+    let temp;
+    let dir = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("while creating data directory {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("while creating a temporary data directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let sys = System::open(&dir, args.partitions, args.duplicates).await?;
+    let cancel = CancellationToken::new();
+    let mut tasks = Tasks::new();
+
+    let mut relays: Vec<Arc<RelayStats>> = Vec::new();
+    for (name, outbox) in sys.outboxes() {
+        let relay = OutboxRelay::new(outbox, Arc::clone(&sys.bus), RelayConfig::default());
+        relays.push(relay.stats());
+        let cancel = cancel.clone();
+        tasks.spawn(async move { (format!("{name} relay"), relay.run(cancel).await) });
+    }
+
+    let service = |db: &ServiceDb, name: &str| (db.clone(), name.to_owned());
+    let mut all_inboxes: Vec<(Inbox, sqlx::SqlitePool)> = Vec::new();
+    let services = ConsumerConfig::default();
+    {
+        let (db, name) = service(sys.payments.db(), "payment-service");
+        let h = Arc::new(Subscriber::new(db.clone(), &name, PaymentReaction));
+        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
+        spawn_consumer(&mut tasks, &sys.bus, "payment-service", h, services.clone(), false, &cancel).await?;
+        let (db, name) = service(sys.deliveries.db(), "delivery-service");
+        let h = Arc::new(Subscriber::new(db.clone(), &name, DeliveryReaction));
+        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
+        spawn_consumer(&mut tasks, &sys.bus, "delivery-service", h, services.clone(), false, &cancel).await?;
+        let (db, name) = service(sys.orders.db(), "order-service");
+        let h = Arc::new(Subscriber::new(db.clone(), &name, OrderReaction));
+        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
+        spawn_consumer(&mut tasks, &sys.bus, "order-service", h, services.clone(), false, &cancel).await?;
+    }
+    let scenario = Scenario::default();
+    let operator = Arc::new(Operator::new(scenario, sys.payments.clone(), sys.deliveries.clone()));
+    spawn_consumer(&mut tasks, &sys.bus, "operator", operator, services.clone(), false, &cancel).await?;
+
+    let mut view_config = ConsumerConfig {
+        workers: args.consumers,
+        ..ConsumerConfig::default()
+    };
+    let view_handler = match args.strategy {
+        Strategy::Upsert => {
+            let h = Arc::new(Subscriber::new(
+                sys.view_db.clone(),
+                "order-status-view",
+                OrderStatusProjection::default(),
+            ));
+            let stats = spawn_consumer(&mut tasks, &sys.bus, "order-status-view", Arc::clone(&h), view_config, args.shuffle, &cancel).await?;
+            (ViewHandler::Upsert(h), stats)
+        }
+        Strategy::Naive => {
+            // The seed: one consumer thread per topic, one event at a time.
+            view_config.lane_by = LaneBy::Topic;
+            view_config.batch_max = 1;
+            let h = Arc::new(NaiveProjection::new(sys.view_db.clone(), "order-status-view"));
+            let stats = spawn_consumer(&mut tasks, &sys.bus, "order-status-view", Arc::clone(&h), view_config, args.shuffle, &cancel).await?;
+            (ViewHandler::Naive(h), stats)
+        }
+    };
+    let (view_handler, view_stats) = view_handler;
+    all_inboxes.push((view_handler.inbox().clone(), sys.view_db.pool.clone()));
+
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(args.orders * 8);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/~{len} events in the view ({per_sec})",
+            )
+            .expect("the template is valid"),
+        );
+        pb
+    };
+
+    let started = Instant::now();
+    let expected = Arc::new(AtomicU64::new(0));
+    let driver = tokio::spawn(drive(
+        sys.orders.clone(),
+        scenario,
+        args.orders,
+        args.clients,
+        args.order_batch,
+        Arc::clone(&expected),
+    ));
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut driver = Some(driver);
+    let settled = loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                bail!("interrupted; the data is left as it was in {}", dir.display());
+            }
+        }
+        if let Some(Some((name, r))) = tasks.try_join_next().map(|j| j.ok()) {
+            cancel.cancel();
+            match r {
+                Err(e) => return Err(e).context(format!("while running the {name}")),
+                Ok(()) => bail!("the {name} stopped unexpectedly"),
+            }
+        }
+        progress.set_length(expected.load(Ordering::Relaxed).max(args.orders));
+        progress.set_position(view_stats.applied.load(Ordering::Relaxed));
+        if driver.as_ref().is_some_and(|d| d.is_finished()) {
+            if let Some(d) = driver.take() {
+                d.await.context("while placing orders")?.context("while placing orders")?;
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "all orders placed");
+            }
+        }
+        if driver.is_none() && quiescent(&sys, &relays).await? {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            cancel.cancel();
+            bail!(
+                "the system did not settle within {} s (see --timeout-secs); data in {}",
+                args.timeout_secs,
+                dir.display()
+            );
+        }
+    };
+    progress.finish_and_clear();
+    cancel.cancel();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, r) = joined.context("a task panicked")?;
+        r.with_context(|| format!("while stopping the {name}"))?;
+    }
+
+    let verification = verify_view(&sys).await?;
+    let mut parked = 0;
+    for (inbox, pool) in &all_inboxes {
+        parked += inbox.parked(pool).await.context("while counting parked messages")?;
+    }
+    let applied = view_stats.applied.load(Ordering::Relaxed);
+    let duplicate_key_errors = view_handler.stats().duplicate_key_errors.load(Ordering::Relaxed);
+    let report = Report {
+        strategy: args.strategy,
+        orders: args.orders,
+        consumers: args.consumers,
+        shuffle: args.shuffle,
+        duplicate_fraction: args.duplicates,
+        events_published: relays.iter().map(|r| r.published.load(Ordering::SeqCst)).sum(),
+        duplicates_injected: sys.bus.injected(),
+        events_applied: applied,
+        duplicates_skipped: view_stats.duplicates.load(Ordering::Relaxed),
+        stale_skipped: view_handler.stats().stale_skipped.load(Ordering::Relaxed),
+        view_rows: verification.view_rows,
+        mismatched_rows: verification.mismatched_rows,
+        missing_rows: verification.missing_rows,
+        lost_updates: verification.lost_updates,
+        corrupt_columns: verification.corrupt_columns,
+        duplicate_key_errors,
+        parked,
+        retries: view_stats.retries.load(Ordering::Relaxed),
+        elapsed_ms: settled.as_millis() as u64,
+        events_per_sec: applied as f64 / settled.as_secs_f64().max(1e-9),
+        correct: verification.is_correct() && duplicate_key_errors == 0 && parked == 0,
+        mismatched_examples: verification.examples.clone(),
+        data_dir: args.data_dir.clone(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report).context("while encoding the report")?);
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.correct { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Places `count` orders from `clients` concurrent clients, `batch` per request; cancels
+/// those fated to be.
+async fn drive(
+    orders: OrderService,
+    scenario: Scenario,
+    count: u64,
+    clients: u64,
+    batch: u64,
+    expected: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let mut set = JoinSet::new();
+    for client in 0..clients {
+        let orders = orders.clone();
+        let expected = Arc::clone(&expected);
+        set.spawn(async move {
+            let mine: Vec<u64> = (client..count).step_by(clients as usize).collect();
+            for chunk in mine.chunks(batch.max(1) as usize) {
+                let cmds = chunk
+                    .iter()
+                    .map(|&i| {
+                        let quantity = (i % 5 + 1) as i64;
+                        CreateOrder {
+                            customer_id: format!("customer-{}", i % 1000),
+                            product_id: format!("product-{}", i % 50),
+                            quantity,
+                            amount_cents: quantity * 1999,
+                            shipping_address: format!("{} Tram Street", i + 1),
+                        }
+                    })
+                    .collect();
+                for order in orders.create_many(cmds).await? {
+                    let fate = scenario.fate(&order.order_id);
+                    if fate == Fate::Cancel {
+                        orders.cancel(&order.order_id).await?;
+                    }
+                    expected.fetch_add(events_of(fate), Ordering::Relaxed);
+                }
+            }
+            Ok::<_, tramline_orders::OrderSystemError>(())
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.context("an order client panicked")??;
+    }
+    Ok(())
+}
+
+/// True when no record is uncommitted, no outbox holds a message, and no relay published
+/// while this was being checked.
+async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<bool> {
+    let published = || -> u64 { relays.iter().map(|r| r.published.load(Ordering::SeqCst)).sum() };
+    let before = published();
+    for (group, topics) in groups() {
+        if sys.log.lag(group, &topics).await.context("while reading consumer lag")? > 0 {
+            return Ok(false);
+        }
+    }
+    for (name, outbox) in sys.outboxes() {
+        let backlog = outbox
+            .backlog()
+            .await
+            .with_context(|| format!("while reading the {name} outbox backlog"))?;
+        if backlog > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(published() == before)
+}
+
+async fn verify_view(sys: &System) -> anyhow::Result<Verification> {
+    let ctx = "while reading state for verification";
+    Ok(verify(
+        sys.orders.all().await.context(ctx)?,
+        sys.payments.all().await.context(ctx)?,
+        sys.deliveries.all().await.context(ctx)?,
+        OrderStatusQuery::new(sys.view_db.clone()).all().await.context(ctx)?,
+    ))
+}
+
+fn print_human(r: &Report) {
+    println!(
+        "{} orders, strategy {:?}, {} view consumers{}{}",
+        r.orders,
+        r.strategy,
+        r.consumers,
+        if r.shuffle { ", shuffled" } else { "" },
+        if r.duplicate_fraction > 0.0 {
+            format!(", {:.0}% duplicated", r.duplicate_fraction * 100.0)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  events: {} published (+{} duplicates injected), {} applied to the view, {} duplicates skipped, {} stale skipped",
+        r.events_published, r.duplicates_injected, r.events_applied, r.duplicates_skipped, r.stale_skipped
+    );
+    println!(
+        "  view: {} rows; {} mismatched, {} missing, {} lost updates, {} corrupt, {} duplicate-key errors, {} parked",
+        r.view_rows, r.mismatched_rows, r.missing_rows, r.lost_updates, r.corrupt_columns, r.duplicate_key_errors, r.parked
+    );
+    println!(
+        "  {:.1} s, {:.0} events/s applied to the view",
+        r.elapsed_ms as f64 / 1000.0,
+        r.events_per_sec
+    );
+    if r.correct {
+        println!("  the view is exactly right");
+    } else {
+        println!("  THE VIEW IS WRONG; e.g. orders {:?}", r.mismatched_examples);
+    }
+}
