@@ -29,7 +29,7 @@ use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
 use tramline_orders::services::{ServiceDb, Subscriber};
 use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
-use tramline_orders::view::verify::{verify, Verification};
+use tramline_orders::view::verify::{verify_stores, Verification};
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::sqlite::{Inbox, SqliteLog, SqliteOptions, SqliteOutbox};
 
@@ -490,13 +490,14 @@ async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<b
 }
 
 async fn verify_view(sys: &System) -> anyhow::Result<Verification> {
-    let ctx = "while reading state for verification";
-    Ok(verify(
-        sys.orders.all().await.context(ctx)?,
-        sys.payments.all().await.context(ctx)?,
-        sys.deliveries.all().await.context(ctx)?,
-        OrderStatusQuery::new(sys.view_db.clone()).all().await.context(ctx)?,
-    ))
+    verify_stores(
+        &sys.orders,
+        &sys.payments,
+        &sys.deliveries,
+        &OrderStatusQuery::new(sys.view_db.clone()),
+    )
+    .await
+    .context("while reading state for verification")
 }
 
 fn print_human(r: &Report) {

@@ -15,7 +15,8 @@ const STORE: &str = "delivery service";
 
 const INSERT: &str = "INSERT INTO deliveries (delivery_id, order_id, status, version, updated_at) \
      VALUES (?, ?, ?, ?, ?)";
-const SELECT_ALL: &str = "SELECT delivery_id, order_id, status, version FROM deliveries";
+const SELECT_RANGE: &str = "SELECT delivery_id, order_id, status, version FROM deliveries \
+     WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2) ORDER BY order_id";
 const SELECT_BY_ID: &str =
     "SELECT delivery_id, order_id, status, version FROM deliveries WHERE delivery_id = ?";
 const SELECT_BY_ORDER: &str =
@@ -110,9 +111,11 @@ impl DeliveryService {
         load(&mut conn, SELECT_BY_ID, delivery_id).await
     }
 
-    /// Every delivery, for verification.
-    pub async fn all(&self) -> Result<Vec<Delivery>> {
-        sqlx::query(SELECT_ALL)
+    /// The deliveries of orders with ids in (`after`, `upto`], in order id order.
+    pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Delivery>> {
+        sqlx::query(SELECT_RANGE)
+            .bind(after)
+            .bind(upto)
             .fetch_all(&self.db.pool)
             .await
             .map_err(SqlError::at(STORE, "read deliveries"))?

@@ -15,8 +15,8 @@ const STORE: &str = "order service";
 
 const INSERT: &str = "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
      shipping_address, status, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const SELECT_ALL: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
-     shipping_address, status, version FROM orders";
+const SELECT_PAGE: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
+     shipping_address, status, version FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?";
 const SELECT_ONE: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
      shipping_address, status, version FROM orders WHERE order_id = ?";
 const UPDATE: &str = "UPDATE orders SET status = ?, version = ?, updated_at = ? WHERE order_id = ?";
@@ -98,9 +98,11 @@ impl OrderService {
         load(&mut conn, order_id).await
     }
 
-    /// Every order, for verification.
-    pub async fn all(&self) -> Result<Vec<Order>> {
-        sqlx::query(SELECT_ALL)
+    /// Up to `limit` orders with ids after `after`, in id order: a keyset page.
+    pub async fn page_after(&self, after: &str, limit: u32) -> Result<Vec<Order>> {
+        sqlx::query(SELECT_PAGE)
+            .bind(after)
+            .bind(limit)
             .fetch_all(&self.db.pool)
             .await
             .map_err(SqlError::at(STORE, "read orders"))?

@@ -15,7 +15,8 @@ const STORE: &str = "payment service";
 
 const INSERT: &str = "INSERT INTO payments (payment_id, order_id, amount_cents, status, version, updated_at) \
      VALUES (?, ?, ?, ?, ?, ?)";
-const SELECT_ALL: &str = "SELECT payment_id, order_id, amount_cents, status, version FROM payments";
+const SELECT_RANGE: &str = "SELECT payment_id, order_id, amount_cents, status, version FROM payments \
+     WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2) ORDER BY order_id";
 const SELECT_BY_ID: &str =
     "SELECT payment_id, order_id, amount_cents, status, version FROM payments WHERE payment_id = ?";
 const SELECT_BY_ORDER: &str =
@@ -109,9 +110,11 @@ impl PaymentService {
         load(&mut conn, SELECT_BY_ID, payment_id).await
     }
 
-    /// Every payment, for verification.
-    pub async fn all(&self) -> Result<Vec<Payment>> {
-        sqlx::query(SELECT_ALL)
+    /// The payments of orders with ids in (`after`, `upto`], in order id order.
+    pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Payment>> {
+        sqlx::query(SELECT_RANGE)
+            .bind(after)
+            .bind(upto)
             .fetch_all(&self.db.pool)
             .await
             .map_err(SqlError::at(STORE, "read payments"))?

@@ -19,9 +19,10 @@ use tramline_sql::SqlError;
 
 pub(crate) const STORE: &str = "order-status-view";
 
-const SELECT_ALL: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
+const SELECT_RANGE: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
      amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
-     delivery_id, delivery_status, delivery_version FROM order_status_view";
+     delivery_id, delivery_status, delivery_version FROM order_status_view \
+     WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2) ORDER BY order_id";
 const SELECT_ONE: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
      amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
      delivery_id, delivery_status, delivery_version FROM order_status_view WHERE order_id = ?";
@@ -140,9 +141,11 @@ impl OrderStatusQuery {
             .map(OrderStatusRow::decode))
     }
 
-    /// Every row.
-    pub async fn all(&self) -> Result<Vec<OrderStatusRow>> {
-        Ok(sqlx::query(SELECT_ALL)
+    /// Rows of orders with ids in (`after`, `upto`], in order id order.
+    pub async fn rows_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<OrderStatusRow>> {
+        Ok(sqlx::query(SELECT_RANGE)
+            .bind(after)
+            .bind(upto)
             .fetch_all(&self.db.pool)
             .await
             .map_err(SqlError::at(STORE, "read rows"))?

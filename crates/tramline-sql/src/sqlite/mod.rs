@@ -64,7 +64,7 @@ pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, Sq
         .busy_timeout(options.busy_timeout)
         .foreign_keys(true)
         .pragma("temp_store", "memory")
-        .pragma("cache_size", "-32768");
+        .pragma("cache_size", "-4096");
     SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .connect_with(connect)
