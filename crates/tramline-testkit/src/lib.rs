@@ -1,1 +1,96 @@
-//! placeholder
+//! Test-only helpers: a fresh database per test, and generators that duplicate, shuffle and
+//! interleave event streams the way a misbehaving network would.
+//!
+//! Each test gets its own SQLite files in its own temporary directory, removed when the test
+//! ends, so tests run in parallel and leave nothing behind.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+
+/// A temporary directory holding one test's databases; removed on drop.
+#[derive(Debug)]
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// A new empty directory named after the test, with a random suffix.
+    pub fn new(test: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("tramline-{test}-"))
+            .tempdir()
+            .expect("the system temporary directory is writable");
+        TestDir { dir }
+    }
+
+    /// The path of SQLite file `name` inside the directory (created on first open).
+    pub fn sqlite(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.db"))
+    }
+}
+
+/// A seeded random generator; the seed is printed so a failing run can be replayed with
+/// `TRAMLINE_TEST_SEED`.
+pub fn rng() -> StdRng {
+    let seed = std::env::var("TRAMLINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("TRAMLINE_TEST_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// `items` with a random `fraction` of them repeated once, each copy placed at a random later
+/// position (a redelivery arrives after the original).
+pub fn with_duplicates<T: Clone>(items: Vec<T>, fraction: f64, rng: &mut impl Rng) -> Vec<T> {
+    let mut out = items.clone();
+    for (i, item) in items.into_iter().enumerate() {
+        if rng.gen_bool(fraction.clamp(0.0, 1.0)) {
+            let at = rng.gen_range(i + 1..=out.len());
+            out.insert(at, item);
+        }
+    }
+    out
+}
+
+/// `items` in random order.
+pub fn shuffled<T>(mut items: Vec<T>, rng: &mut impl Rng) -> Vec<T> {
+    items.shuffle(rng);
+    items
+}
+
+/// Deals `items` round-robin onto `n` streams, keeping their relative order in each stream.
+pub fn deal<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut streams: Vec<Vec<T>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    let len = streams.len();
+    for (i, item) in items.into_iter().enumerate() {
+        streams[i % len].push(item);
+    }
+    streams
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_keep_every_original_in_order() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let out = with_duplicates((0..100).collect(), 0.5, &mut rng);
+        assert!(out.len() > 100);
+        let mut firsts = Vec::new();
+        for x in &out {
+            if !firsts.contains(x) {
+                firsts.push(*x);
+            }
+        }
+        assert_eq!(firsts, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn deal_spreads_round_robin() {
+        assert_eq!(deal(vec![1, 2, 3, 4, 5], 2), vec![vec![1, 3, 5], vec![2, 4]]);
+    }
+}

@@ -1,0 +1,133 @@
+//! Bad input gets a clear typed error, is never silently dropped, and changes no state.
+
+mod common;
+
+use common::{command, completed_history, records, view_db};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
+use tramline_core::envelope::EVENT_TYPE;
+use tramline_core::ports::{Handler, Transport};
+use tramline_core::{Envelope, Error};
+use tramline_orders::events::ALL_TOPICS;
+use tramline_orders::services::order::{self, OrderService};
+use tramline_orders::services::{ServiceDb, Subscriber};
+use tramline_orders::view::projection::OrderStatusProjection;
+use tramline_orders::view::OrderStatusQuery;
+use tramline_orders::OrderSystemError;
+use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
+use tramline_testkit::TestDir;
+
+fn malformed(good: &Envelope) -> Vec<(&'static str, Envelope)> {
+    let mut bad_payload = good.clone();
+    bad_payload.id = uuid::Uuid::now_v7();
+    bad_payload.payload = "{\"orderId\": 42".into();
+    let mut unknown_type = good.clone();
+    unknown_type.id = uuid::Uuid::now_v7();
+    unknown_type.headers.insert(EVENT_TYPE.into(), "OrderTeleported".into());
+    let mut no_type = good.clone();
+    no_type.id = uuid::Uuid::now_v7();
+    no_type.headers.remove(EVENT_TYPE);
+    vec![("malformed payload", bad_payload), ("unknown event type", unknown_type), ("no event type", no_type)]
+}
+
+#[tokio::test]
+async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing() {
+    let dir = TestDir::new("poison-direct");
+    let db = view_db(&dir).await;
+    let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
+    let good = records(&completed_history("order-1")).remove(0);
+    for (what, envelope) in malformed(&good.envelope) {
+        let record = tramline_core::Record { envelope, ..good.clone() };
+        let err = handler.apply(std::slice::from_ref(&record)).await.expect_err(what);
+        assert!(matches!(err, Error::Poison { .. }), "{what}: {err}");
+        assert!(!err.is_transient(), "{what}");
+    }
+    assert_eq!(OrderStatusQuery::new(db.clone()).get("order-1").await.expect("readable"), None);
+    // Nothing was claimed: the good message still applies.
+    let applied = handler.apply(&[good]).await.expect("good message applies");
+    assert_eq!((applied.applied, applied.duplicates), (1, 0));
+}
+
+#[tokio::test]
+async fn the_runtime_parks_poison_and_applies_everything_around_it() {
+    let dir = TestDir::new("poison-runtime");
+    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default()).await.expect("log opens");
+    for t in ALL_TOPICS {
+        log.create_topic(t, 2).await.expect("topic");
+    }
+    let db = view_db(&dir).await;
+    let first = records(&completed_history("order-1"));
+    let second = records(&completed_history("order-2"));
+    let poison = malformed(&first[0].envelope).remove(0).1;
+    let mut batch: Vec<Envelope> = first.iter().map(|r| r.envelope.clone()).collect();
+    batch.push(poison.clone());
+    batch.extend(second.iter().map(|r| r.envelope.clone()));
+    log.publish(&batch).await.expect("published");
+
+    let handler = Arc::new(Subscriber::new(db.clone(), "view", OrderStatusProjection::default()));
+    let runtime = ConsumerRuntime::new(Arc::clone(&handler), ConsumerConfig::default());
+    let stats = runtime.stats();
+    let topics: Vec<String> = ALL_TOPICS.iter().map(|s| s.to_string()).collect();
+    let sub = log.subscribe("view", &topics).await.expect("subscribed");
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { runtime.run(sub, cancel).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while log.lag("view", &topics).await.expect("lag") > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the consumer did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    task.await.expect("no panic").expect("runtime ends cleanly");
+
+    assert_eq!(handler.inbox().parked(&db.pool).await.expect("count"), 1);
+    assert_eq!(stats.parked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let query = OrderStatusQuery::new(db);
+    for id in ["order-1", "order-2"] {
+        let row = query.get(id).await.expect("readable").expect("row exists");
+        assert_eq!(row.delivery_status.as_deref(), Some("COMPLETED"), "{id}");
+        assert_eq!(row.order_status.as_deref(), Some("COMPLETED"), "{id}");
+    }
+}
+
+async fn order_service(dir: &TestDir) -> OrderService {
+    OrderService::new(
+        ServiceDb::open(&dir.sqlite("order"), &SqliteOptions::default(), order::migrations())
+            .await
+            .expect("order db opens"),
+    )
+}
+
+#[tokio::test]
+async fn an_invalid_command_is_refused_and_writes_nothing() {
+    let dir = TestDir::new("invalid-command");
+    let orders = order_service(&dir).await;
+    let mut cmd = command(1);
+    cmd.amount_cents = -5;
+    let err = orders.create(cmd).await.expect_err("negative amount");
+    assert!(matches!(err, OrderSystemError::Invalid { field: "amountCents", .. }), "{err}");
+    let mut bulk = vec![command(2), command(3)];
+    bulk[1].shipping_address = "   ".into();
+    let err = orders.create_many(bulk).await.expect_err("one invalid refuses all");
+    assert!(matches!(err, OrderSystemError::Invalid { field: "shippingAddress", .. }), "{err}");
+    assert!(orders.page_after("", 10).await.expect("readable").is_empty());
+    assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 0);
+}
+
+#[tokio::test]
+async fn an_illegal_transition_is_refused_and_emits_nothing() {
+    let dir = TestDir::new("illegal-transition");
+    let orders = order_service(&dir).await;
+    let order = orders.create(command(1)).await.expect("created");
+    let cancelled = orders.cancel(&order.order_id).await.expect("cancelled");
+    let err = orders.cancel(&order.order_id).await.expect_err("cancel twice");
+    assert!(matches!(err, OrderSystemError::IllegalTransition { action: "cancel", .. }), "{err}");
+    assert_eq!(orders.get(&order.order_id).await.expect("readable"), cancelled);
+    assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 2, "created + cancelled only");
+    let err = orders.cancel("no-such-order").await.expect_err("unknown id");
+    assert!(matches!(err, OrderSystemError::NotFound { entity: "order", .. }), "{err}");
+}
