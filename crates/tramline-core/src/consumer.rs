@@ -71,7 +71,10 @@ impl Default for ConsumerConfig {
 
 impl ConsumerConfig {
     fn validate(&self) -> Result<(), Error> {
-        if self.workers == 0 || self.batch_max == 0 || self.queue_capacity == 0 || self.poll_max == 0
+        if self.workers == 0
+            || self.batch_max == 0
+            || self.queue_capacity == 0
+            || self.poll_max == 0
         {
             return Err(Error::Config(
                 "consumer workers, batch_max, queue_capacity and poll_max must be at least 1"
@@ -238,7 +241,9 @@ impl<H: Handler> ConsumerRuntime<H> {
 fn lock(tracker: &Mutex<OffsetTracker>) -> std::sync::MutexGuard<'_, OffsetTracker> {
     // A panic while holding this lock leaves only counters half-updated; offsets stay safe
     // because nothing is committed past an unfinished record.
-    tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    tracker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One worker: applies the records of the keys hashed to it, in order.

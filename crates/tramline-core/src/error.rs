@@ -43,7 +43,13 @@ pub enum Error {
 impl Error {
     /// Whether the same operation may succeed if tried again (busy, locked, deadlock, …).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Store { transient: true, .. })
+        matches!(
+            self,
+            Error::Store {
+                transient: true,
+                ..
+            }
+        )
     }
 
     /// A poison error for the given message.

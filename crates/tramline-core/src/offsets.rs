@@ -68,12 +68,7 @@ impl OffsetTracker {
     pub fn take_commits(&mut self) -> Vec<CommitPosition> {
         let mut out = Vec::new();
         for ((topic, partition), state) in &mut self.partitions {
-            let watermark = state
-                .in_flight
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(state.next);
+            let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
             if watermark > state.committed {
                 state.committed = watermark;
                 out.push(CommitPosition {

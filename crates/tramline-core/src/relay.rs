@@ -95,8 +95,7 @@ impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
             .config
             .retry
             .run(retries, || {
-                self.outbox
-                    .fetch_unpublished(self.config.batch_size)
+                self.outbox.fetch_unpublished(self.config.batch_size)
             })
             .await?;
         if batch.is_empty() {

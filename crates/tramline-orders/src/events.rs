@@ -44,14 +44,36 @@ impl DomainEvent {
     /// The event as an outbox message.
     pub fn to_envelope(&self) -> Envelope {
         let (topic, aggregate, id, event_type, payload) = match self {
-            DomainEvent::Order(t, o) => (ORDER_EVENTS, "Order", &o.order_id, t.as_str(), serde_json::to_string(o)),
-            DomainEvent::Payment(t, p) => (PAYMENT_EVENTS, "Payment", &p.payment_id, t.as_str(), serde_json::to_string(p)),
-            DomainEvent::Delivery(t, d) => (DELIVERY_EVENTS, "Delivery", &d.delivery_id, t.as_str(), serde_json::to_string(d)),
+            DomainEvent::Order(t, o) => (
+                ORDER_EVENTS,
+                "Order",
+                &o.order_id,
+                t.as_str(),
+                serde_json::to_string(o),
+            ),
+            DomainEvent::Payment(t, p) => (
+                PAYMENT_EVENTS,
+                "Payment",
+                &p.payment_id,
+                t.as_str(),
+                serde_json::to_string(p),
+            ),
+            DomainEvent::Delivery(t, d) => (
+                DELIVERY_EVENTS,
+                "Delivery",
+                &d.delivery_id,
+                t.as_str(),
+                serde_json::to_string(d),
+            ),
         };
-        Envelope::new(topic, self.order_id(), payload.expect("snapshots always serialise"))
-            .with_header(EVENT_TYPE, event_type)
-            .with_header(AGGREGATE_TYPE, aggregate)
-            .with_header(AGGREGATE_ID, id.as_str())
+        Envelope::new(
+            topic,
+            self.order_id(),
+            payload.expect("snapshots always serialise"),
+        )
+        .with_header(EVENT_TYPE, event_type)
+        .with_header(AGGREGATE_TYPE, aggregate)
+        .with_header(AGGREGATE_ID, id.as_str())
     }
 
     /// Decodes a message; fails for an unknown event type, a type on the wrong topic, a
@@ -60,12 +82,12 @@ impl DomainEvent {
         let event_type = message
             .event_type()
             .ok_or_else(|| OrderSystemError::Malformed(format!("no {EVENT_TYPE} header")))?;
-        let bad_payload =
-            |e: serde_json::Error| OrderSystemError::Malformed(format!("{event_type} payload: {e}"));
+        let bad_payload = |e: serde_json::Error| {
+            OrderSystemError::Malformed(format!("{event_type} payload: {e}"))
+        };
         let event = match message.topic.as_str() {
-            ORDER_EVENTS => OrderEventType::parse(event_type).map(|t| {
-                serde_json::from_str(&message.payload).map(|o| DomainEvent::Order(t, o))
-            }),
+            ORDER_EVENTS => OrderEventType::parse(event_type)
+                .map(|t| serde_json::from_str(&message.payload).map(|o| DomainEvent::Order(t, o))),
             PAYMENT_EVENTS => PaymentEventType::parse(event_type).map(|t| {
                 serde_json::from_str(&message.payload).map(|p| DomainEvent::Payment(t, p))
             }),
@@ -73,7 +95,9 @@ impl DomainEvent {
                 serde_json::from_str(&message.payload).map(|d| DomainEvent::Delivery(t, d))
             }),
             other => {
-                return Err(OrderSystemError::Malformed(format!("unknown topic {other}")));
+                return Err(OrderSystemError::Malformed(format!(
+                    "unknown topic {other}"
+                )));
             }
         }
         .ok_or_else(|| {
@@ -138,7 +162,11 @@ mod tests {
         assert_eq!(m.event_type(), Some("OrderCreated"));
         assert_eq!(m.header(AGGREGATE_TYPE), Some("Order"));
         assert!(m.payload.contains("\"customerId\":\"c\""), "{}", m.payload);
-        assert!(m.payload.contains("\"status\":\"PENDING\""), "{}", m.payload);
+        assert!(
+            m.payload.contains("\"status\":\"PENDING\""),
+            "{}",
+            m.payload
+        );
         assert_eq!(DomainEvent::decode(&m).unwrap(), e);
     }
 
@@ -147,13 +175,20 @@ mod tests {
         let good = created().to_envelope();
         let mut m = good.clone();
         m.headers.insert(EVENT_TYPE.into(), "OrderExploded".into());
-        assert!(matches!(DomainEvent::decode(&m), Err(OrderSystemError::Malformed(r)) if r.contains("unknown event type")));
+        assert!(
+            matches!(DomainEvent::decode(&m), Err(OrderSystemError::Malformed(r)) if r.contains("unknown event type"))
+        );
         let mut m = good.clone();
         m.payload = "{\"orderId\":".into();
-        assert!(matches!(DomainEvent::decode(&m), Err(OrderSystemError::Malformed(_))));
+        assert!(matches!(
+            DomainEvent::decode(&m),
+            Err(OrderSystemError::Malformed(_))
+        ));
         let mut m = good.clone();
         m.key = "o-2".into();
-        assert!(matches!(DomainEvent::decode(&m), Err(OrderSystemError::Malformed(r)) if r.contains("key")));
+        assert!(
+            matches!(DomainEvent::decode(&m), Err(OrderSystemError::Malformed(r)) if r.contains("key"))
+        );
         let mut m = good;
         m.headers.remove(EVENT_TYPE);
         assert!(DomainEvent::decode(&m).is_err());

@@ -75,7 +75,6 @@ impl Operator {
             deliveries,
         }
     }
-
 }
 
 impl Handler for Operator {
@@ -111,14 +110,30 @@ impl Handler for Operator {
         }
         let mut outcomes: Vec<(&Record, Result<(), OrderSystemError>)> = Vec::new();
         if !decisions.is_empty() {
-            let decided = self.payments.decide_many(&decisions).await.map_err(|e| e.into_core(&batch[0]))?;
-            outcomes.extend(decided_by.into_iter().zip(decided.into_iter().map(|r| r.map(|_| ()))));
+            let decided = self
+                .payments
+                .decide_many(&decisions)
+                .await
+                .map_err(|e| e.into_core(&batch[0]))?;
+            outcomes.extend(
+                decided_by
+                    .into_iter()
+                    .zip(decided.into_iter().map(|r| r.map(|_| ()))),
+            );
         }
         if !steps.is_empty() {
-            let stepped = self.deliveries.advance_many(&steps).await.map_err(|e| e.into_core(&batch[0]))?;
+            let stepped = self
+                .deliveries
+                .advance_many(&steps)
+                .await
+                .map_err(|e| e.into_core(&batch[0]))?;
             // Count each delivery once, by its completion (the second step).
             outcomes.extend(
-                stepped_by.into_iter().zip(stepped.into_iter().map(|r| r.map(|_| ()))).skip(1).step_by(2),
+                stepped_by
+                    .into_iter()
+                    .zip(stepped.into_iter().map(|r| r.map(|_| ())))
+                    .skip(1)
+                    .step_by(2),
             );
         }
         for (record, outcome) in outcomes {

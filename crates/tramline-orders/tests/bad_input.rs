@@ -25,11 +25,17 @@ fn malformed(good: &Envelope) -> Vec<(&'static str, Envelope)> {
     bad_payload.payload = "{\"orderId\": 42".into();
     let mut unknown_type = good.clone();
     unknown_type.id = uuid::Uuid::now_v7();
-    unknown_type.headers.insert(EVENT_TYPE.into(), "OrderTeleported".into());
+    unknown_type
+        .headers
+        .insert(EVENT_TYPE.into(), "OrderTeleported".into());
     let mut no_type = good.clone();
     no_type.id = uuid::Uuid::now_v7();
     no_type.headers.remove(EVENT_TYPE);
-    vec![("malformed payload", bad_payload), ("unknown event type", unknown_type), ("no event type", no_type)]
+    vec![
+        ("malformed payload", bad_payload),
+        ("unknown event type", unknown_type),
+        ("no event type", no_type),
+    ]
 }
 
 #[tokio::test]
@@ -39,12 +45,24 @@ async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing() {
     let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
     let good = records(&completed_history("order-1")).remove(0);
     for (what, envelope) in malformed(&good.envelope) {
-        let record = tramline_core::Record { envelope, ..good.clone() };
-        let err = handler.apply(std::slice::from_ref(&record)).await.expect_err(what);
+        let record = tramline_core::Record {
+            envelope,
+            ..good.clone()
+        };
+        let err = handler
+            .apply(std::slice::from_ref(&record))
+            .await
+            .expect_err(what);
         assert!(matches!(err, Error::Poison { .. }), "{what}: {err}");
         assert!(!err.is_transient(), "{what}");
     }
-    assert_eq!(OrderStatusQuery::new(db.clone()).get("order-1").await.expect("readable"), None);
+    assert_eq!(
+        OrderStatusQuery::new(db.clone())
+            .get("order-1")
+            .await
+            .expect("readable"),
+        None
+    );
     // Nothing was claimed: the good message still applies.
     let applied = handler.apply(&[good]).await.expect("good message applies");
     assert_eq!((applied.applied, applied.duplicates), (1, 0));
@@ -53,7 +71,9 @@ async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing() {
 #[tokio::test]
 async fn the_runtime_parks_poison_and_applies_everything_around_it() {
     let dir = TestDir::new("poison-runtime");
-    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default()).await.expect("log opens");
+    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+        .await
+        .expect("log opens");
     for t in ALL_TOPICS {
         log.create_topic(t, 2).await.expect("topic");
     }
@@ -66,7 +86,11 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it() {
     batch.extend(second.iter().map(|r| r.envelope.clone()));
     log.publish(&batch).await.expect("published");
 
-    let handler = Arc::new(Subscriber::new(db.clone(), "view", OrderStatusProjection::default()));
+    let handler = Arc::new(Subscriber::new(
+        db.clone(),
+        "view",
+        OrderStatusProjection::default(),
+    ));
     let runtime = ConsumerRuntime::new(Arc::clone(&handler), ConsumerConfig::default());
     let stats = runtime.stats();
     let topics: Vec<String> = ALL_TOPICS.iter().map(|s| s.to_string()).collect();
@@ -78,7 +102,10 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it() {
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while log.lag("view", &topics).await.expect("lag") > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the consumer did not catch up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cancel.cancel();
@@ -96,9 +123,13 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it() {
 
 async fn order_service(dir: &TestDir) -> OrderService {
     OrderService::new(
-        ServiceDb::open(&dir.sqlite("order"), &SqliteOptions::default(), order::migrations())
-            .await
-            .expect("order db opens"),
+        ServiceDb::open(
+            &dir.sqlite("order"),
+            &SqliteOptions::default(),
+            order::migrations(),
+        )
+        .await
+        .expect("order db opens"),
     )
 }
 
@@ -109,12 +140,37 @@ async fn an_invalid_command_is_refused_and_writes_nothing() {
     let mut cmd = command(1);
     cmd.amount_cents = -5;
     let err = orders.create(cmd).await.expect_err("negative amount");
-    assert!(matches!(err, OrderSystemError::Invalid { field: "amountCents", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OrderSystemError::Invalid {
+                field: "amountCents",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut bulk = vec![command(2), command(3)];
     bulk[1].shipping_address = "   ".into();
-    let err = orders.create_many(bulk).await.expect_err("one invalid refuses all");
-    assert!(matches!(err, OrderSystemError::Invalid { field: "shippingAddress", .. }), "{err}");
-    assert!(orders.page_after("", 10).await.expect("readable").is_empty());
+    let err = orders
+        .create_many(bulk)
+        .await
+        .expect_err("one invalid refuses all");
+    assert!(
+        matches!(
+            err,
+            OrderSystemError::Invalid {
+                field: "shippingAddress",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(orders
+        .page_after("", 10)
+        .await
+        .expect("readable")
+        .is_empty());
     assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 0);
 }
 
@@ -124,10 +180,41 @@ async fn an_illegal_transition_is_refused_and_emits_nothing() {
     let orders = order_service(&dir).await;
     let order = orders.create(command(1)).await.expect("created");
     let cancelled = orders.cancel(&order.order_id).await.expect("cancelled");
-    let err = orders.cancel(&order.order_id).await.expect_err("cancel twice");
-    assert!(matches!(err, OrderSystemError::IllegalTransition { action: "cancel", .. }), "{err}");
-    assert_eq!(orders.get(&order.order_id).await.expect("readable"), cancelled);
-    assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 2, "created + cancelled only");
-    let err = orders.cancel("no-such-order").await.expect_err("unknown id");
-    assert!(matches!(err, OrderSystemError::NotFound { entity: "order", .. }), "{err}");
+    let err = orders
+        .cancel(&order.order_id)
+        .await
+        .expect_err("cancel twice");
+    assert!(
+        matches!(
+            err,
+            OrderSystemError::IllegalTransition {
+                action: "cancel",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        orders.get(&order.order_id).await.expect("readable"),
+        cancelled
+    );
+    assert_eq!(
+        orders.db().outbox.backlog().await.expect("readable"),
+        2,
+        "created + cancelled only"
+    );
+    let err = orders
+        .cancel("no-such-order")
+        .await
+        .expect_err("unknown id");
+    assert!(
+        matches!(
+            err,
+            OrderSystemError::NotFound {
+                entity: "order",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

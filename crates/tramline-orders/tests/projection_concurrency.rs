@@ -13,10 +13,10 @@ use tokio::sync::Barrier;
 use tramline_core::ports::Handler;
 use tramline_core::Record;
 use tramline_orders::events::DomainEvent;
+use tramline_orders::services::Subscriber;
 use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{OrderStatusQuery, OrderStatusRow};
-use tramline_orders::services::Subscriber;
 use tramline_testkit::{rng, shuffled, with_duplicates, TestDir};
 
 const ORDERS: usize = 150;
@@ -90,7 +90,11 @@ async fn upsert_projection_is_exact_under_concurrent_duplicated_shuffled_events(
     let dir = TestDir::new("upsert-concurrency");
     let db = view_db(&dir).await;
     let (expected, per_worker) = workload();
-    let handler = Arc::new(Subscriber::new(db.clone(), "view", OrderStatusProjection::default()));
+    let handler = Arc::new(Subscriber::new(
+        db.clone(),
+        "view",
+        OrderStatusProjection::default(),
+    ));
     let failures = run(Arc::clone(&handler), per_worker).await;
     let stats = handler.reaction().stats();
     assert_eq!(failures, 0, "no apply may fail");

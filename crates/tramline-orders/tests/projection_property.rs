@@ -16,7 +16,12 @@ use tramline_orders::view::OrderStatusQuery;
 use tramline_testkit::{shuffled, with_duplicates, TestDir};
 
 /// A prefix of each source's history: how far each service got.
-fn partial_history(order_id: &str, order: usize, payment: usize, delivery: usize) -> Vec<DomainEvent> {
+fn partial_history(
+    order_id: &str,
+    order: usize,
+    payment: usize,
+    delivery: usize,
+) -> Vec<DomainEvent> {
     let (mut o, mut p, mut d) = (0, 0, 0);
     completed_history(order_id)
         .into_iter()

@@ -13,10 +13,13 @@ use tramline_core::{Envelope, Error, Record};
 use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
 use tramline_testkit::TestDir;
 
+/// Message ids seen, and the payload numbers applied per key.
+type Seen = (HashSet<uuid::Uuid>, HashMap<String, Vec<u64>>);
+
 /// Records what it applied, per key, once per message id.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<(HashSet<uuid::Uuid>, HashMap<String, Vec<u64>>)>,
+    seen: Mutex<Seen>,
     /// Calls that fail with a transient error before the handler starts working.
     transient_failures: AtomicU32,
     /// While false, records of key "slow" wait.
@@ -33,19 +36,30 @@ impl Handler for Recorder {
     async fn apply(&self, batch: &[Record]) -> Result<Applied, Error> {
         if self.transient_failures.load(Ordering::SeqCst) > 0 {
             self.transient_failures.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::Store { store: "test", operation: "apply", transient: true, source: "busy".into() });
+            return Err(Error::Store {
+                store: "test",
+                operation: "apply",
+                transient: true,
+                source: "busy".into(),
+            });
         }
         if let Some(gate) = &self.gate {
             if batch.iter().any(|r| r.envelope.key == "slow") {
                 let mut gate = gate.clone();
-                gate.wait_for(|open| *open).await.map_err(|_| Error::Stopped)?;
+                gate.wait_for(|open| *open)
+                    .await
+                    .map_err(|_| Error::Stopped)?;
             }
         }
         let mut seen = self.seen.lock().expect("not poisoned");
         let mut out = Applied::default();
         for r in batch {
             if seen.0.insert(r.envelope.id) {
-                let n = r.envelope.payload.parse().map_err(|e| Error::poison(&r.envelope, e))?;
+                let n = r
+                    .envelope
+                    .payload
+                    .parse()
+                    .map_err(|e| Error::poison(&r.envelope, e))?;
                 seen.1.entry(r.envelope.key.clone()).or_default().push(n);
                 out.applied += 1;
             } else {
@@ -65,7 +79,9 @@ fn topics() -> Vec<String> {
 }
 
 async fn log(dir: &TestDir, partitions: i32) -> SqliteLog {
-    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default()).await.expect("opens");
+    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+        .await
+        .expect("opens");
     log.create_topic("t", partitions).await.expect("topic");
     log
 }
@@ -85,7 +101,11 @@ async fn start(log: &SqliteLog, handler: Arc<Recorder>, config: ConsumerConfig) 
         let cancel = cancel.clone();
         async move { runtime.run(sub, cancel).await }
     });
-    Running { cancel, task, stats }
+    Running {
+        cancel,
+        task,
+        stats,
+    }
 }
 
 impl Running {
@@ -99,7 +119,10 @@ impl Running {
 async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -117,7 +140,9 @@ fn small() -> ConsumerConfig {
 }
 
 fn messages(keys: usize, count: u64, from: u64) -> Vec<Envelope> {
-    (from..from + count).map(|n| Envelope::new("t", format!("k{}", n as usize % keys), n.to_string())).collect()
+    (from..from + count)
+        .map(|n| Envelope::new("t", format!("k{}", n as usize % keys), n.to_string()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,12 +155,18 @@ async fn every_record_is_applied_once_and_each_key_in_order() {
     }
     let handler = Arc::new(Recorder::default());
     let running = start(&log, Arc::clone(&handler), small()).await;
-    wait_until("the group caught up", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("the group caught up", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     let stats = running.stop().await;
     let applied = handler.applied();
     assert_eq!(applied.values().map(Vec::len).sum::<usize>(), 3000);
     for (key, ns) in applied {
-        assert!(ns.windows(2).all(|w| w[0] < w[1]), "{key} applied out of order");
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "{key} applied out of order"
+        );
     }
     assert_eq!(stats.applied.load(Ordering::Relaxed), 3000);
 }
@@ -145,10 +176,16 @@ async fn an_offset_is_committed_only_after_its_effect() {
     let dir = TestDir::new("consumer-commit");
     let log = log(&dir, 1).await;
     let (open, gate) = watch::channel(false);
-    let handler = Arc::new(Recorder { gate: Some(gate), ..Recorder::default() });
+    let handler = Arc::new(Recorder {
+        gate: Some(gate),
+        ..Recorder::default()
+    });
     let running = start(&log, Arc::clone(&handler), small()).await;
     log.publish(&messages(5, 1, 0)).await.expect("publish");
-    wait_until("offset 0 is committed", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("offset 0 is committed", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     let mut rest = vec![Envelope::new("t", "slow", "1".into())];
     rest.extend(messages(5, 40, 2));
     log.publish(&rest).await.expect("publish");
@@ -160,10 +197,17 @@ async fn an_offset_is_committed_only_after_its_effect() {
     // Offset 1 ("slow") is not applied: the group must not commit past it.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(log.lag("g", &topics()).await.expect("lag"), 41, "committed past an unapplied record");
+        assert_eq!(
+            log.lag("g", &topics()).await.expect("lag"),
+            41,
+            "committed past an unapplied record"
+        );
     }
     open.send(true).expect("gate open");
-    wait_until("everything is committed", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("everything is committed", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     running.stop().await;
 }
 
@@ -172,9 +216,15 @@ async fn transient_failures_are_retried_and_counted() {
     let dir = TestDir::new("consumer-retry");
     let log = log(&dir, 2).await;
     log.publish(&messages(3, 20, 0)).await.expect("publish");
-    let handler = Arc::new(Recorder { transient_failures: AtomicU32::new(3), ..Recorder::default() });
+    let handler = Arc::new(Recorder {
+        transient_failures: AtomicU32::new(3),
+        ..Recorder::default()
+    });
     let running = start(&log, Arc::clone(&handler), small()).await;
-    wait_until("the group caught up", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("the group caught up", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     let stats = running.stop().await;
     assert_eq!(handler.applied().values().map(Vec::len).sum::<usize>(), 20);
     assert!(stats.retries.load(Ordering::Relaxed) >= 3);
@@ -187,14 +237,24 @@ async fn a_restarted_consumer_resumes_after_its_last_commit() {
     log.publish(&messages(7, 100, 0)).await.expect("publish");
     let first = Arc::new(Recorder::default());
     let running = start(&log, Arc::clone(&first), small()).await;
-    wait_until("the group caught up", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("the group caught up", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     running.stop().await;
     log.publish(&messages(7, 50, 100)).await.expect("publish");
     let second = Arc::new(Recorder::default());
     let running = start(&log, Arc::clone(&second), small()).await;
-    wait_until("the group caught up again", async || log.lag("g", &topics()).await.expect("lag") == 0).await;
+    wait_until("the group caught up again", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
     running.stop().await;
     let mut got: Vec<u64> = second.applied().into_values().flatten().collect();
     got.sort_unstable();
-    assert_eq!(got, (100..150).collect::<Vec<_>>(), "only what came after the stop");
+    assert_eq!(
+        got,
+        (100..150).collect::<Vec<_>>(),
+        "only what came after the stop"
+    );
 }

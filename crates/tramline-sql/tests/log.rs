@@ -10,7 +10,9 @@ use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
 use tramline_testkit::TestDir;
 
 async fn log(dir: &TestDir) -> SqliteLog {
-    SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default()).await.expect("opens")
+    SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+        .await
+        .expect("opens")
 }
 
 fn topics() -> Vec<String> {
@@ -20,7 +22,10 @@ fn topics() -> Vec<String> {
 async fn drain<S: Subscription>(sub: &mut S) -> Vec<tramline_core::Record> {
     let mut all = Vec::new();
     loop {
-        let got = sub.poll(100, Duration::from_millis(10)).await.expect("poll");
+        let got = sub
+            .poll(100, Duration::from_millis(10))
+            .await
+            .expect("poll");
         if got.is_empty() {
             return all;
         }
@@ -45,15 +50,29 @@ async fn keys_keep_their_partition_and_order_and_offsets_are_dense() {
     let mut per_partition: HashMap<i32, Vec<i64>> = HashMap::new();
     let mut per_key: HashMap<String, Vec<u32>> = HashMap::new();
     for r in &got {
-        assert_eq!(r.partition, partition_for(&r.envelope.key, 4), "Kafka's partitioner");
+        assert_eq!(
+            r.partition,
+            partition_for(&r.envelope.key, 4),
+            "Kafka's partitioner"
+        );
         per_partition.entry(r.partition).or_default().push(r.offset);
-        per_key.entry(r.envelope.key.clone()).or_default().push(r.envelope.payload.parse().expect("n"));
+        per_key
+            .entry(r.envelope.key.clone())
+            .or_default()
+            .push(r.envelope.payload.parse().expect("n"));
     }
     for offsets in per_partition.values() {
-        assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "dense, in order");
+        assert_eq!(
+            *offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "dense, in order"
+        );
     }
     for ns in per_key.values() {
-        assert!(ns.windows(2).all(|w| w[0] < w[1]), "a key's messages keep their order");
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "a key's messages keep their order"
+        );
     }
 }
 
@@ -62,22 +81,43 @@ async fn a_group_resumes_at_its_committed_offsets() {
     let dir = TestDir::new("log-resume");
     let log = log(&dir).await;
     log.create_topic("t", 2).await.expect("topic");
-    let sent: Vec<Envelope> = (0..40).map(|n| Envelope::new("t", format!("k{n}"), String::new())).collect();
+    let sent: Vec<Envelope> = (0..40)
+        .map(|n| Envelope::new("t", format!("k{n}"), String::new()))
+        .collect();
     log.publish(&sent).await.expect("publish");
     let mut sub = log.subscribe("g", &topics()).await.expect("subscribe");
     let got = drain(&mut sub).await;
     // Commit only partition 0's first three records.
     let p0: Vec<_> = got.iter().filter(|r| r.partition == 0).collect();
-    sub.commit(&[CommitPosition { topic: "t".into(), partition: 0, next_offset: 3 }]).await.expect("commit");
+    sub.commit(&[CommitPosition {
+        topic: "t".into(),
+        partition: 0,
+        next_offset: 3,
+    }])
+    .await
+    .expect("commit");
     assert_eq!(log.lag("g", &topics()).await.expect("lag"), 40 - 3);
 
     let mut again = log.subscribe("g", &topics()).await.expect("resubscribe");
     let redelivered = drain(&mut again).await;
-    assert_eq!(redelivered.len(), 37, "everything not committed comes again");
-    assert!(redelivered.iter().all(|r| r.partition != 0 || r.offset >= 3));
+    assert_eq!(
+        redelivered.len(),
+        37,
+        "everything not committed comes again"
+    );
+    assert!(redelivered
+        .iter()
+        .all(|r| r.partition != 0 || r.offset >= 3));
     assert!(p0.len() >= 3);
     // A commit never moves a group backwards.
-    again.commit(&[CommitPosition { topic: "t".into(), partition: 0, next_offset: 1 }]).await.expect("commit");
+    again
+        .commit(&[CommitPosition {
+            topic: "t".into(),
+            partition: 0,
+            next_offset: 1,
+        }])
+        .await
+        .expect("commit");
     assert_eq!(log.lag("g", &topics()).await.expect("lag"), 37);
     // Another group starts from the beginning.
     assert_eq!(log.lag("other", &topics()).await.expect("lag"), 40);
@@ -95,7 +135,10 @@ async fn a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait() {
     // Let the poll find nothing and start waiting; were it not waiting yet, it would find the
     // record on its first read and the assertions would hold all the same.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    publisher.publish(&[Envelope::new("t", "k", String::new())]).await.expect("publish");
+    publisher
+        .publish(&[Envelope::new("t", "k", String::new())])
+        .await
+        .expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(10), poll)
         .await
         .expect("the poll returned long before its 30 s wait")
@@ -109,13 +152,30 @@ async fn a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait() {
 async fn unknown_topics_and_bad_partition_counts_are_clear_errors() {
     let dir = TestDir::new("log-errors");
     let log = log(&dir).await;
-    let err = log.publish(&[Envelope::new("missing", "k", String::new())]).await.expect_err("no topic");
-    assert!(matches!(&err, Error::Config(m) if m.contains("missing")), "{err}");
-    let err = log.subscribe("g", &["missing".to_owned()]).await.expect_err("no topic");
-    assert!(matches!(&err, Error::Config(m) if m.contains("missing")), "{err}");
+    let err = log
+        .publish(&[Envelope::new("missing", "k", String::new())])
+        .await
+        .expect_err("no topic");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("missing")),
+        "{err}"
+    );
+    let err = log
+        .subscribe("g", &["missing".to_owned()])
+        .await
+        .expect_err("no topic");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("missing")),
+        "{err}"
+    );
     assert!(log.create_topic("t", 0).await.is_err());
     log.create_topic("t", 3).await.expect("topic");
-    log.create_topic("t", 3).await.expect("creating again is a no-op");
-    let err = log.create_topic("t", 5).await.expect_err("partition count differs");
+    log.create_topic("t", 3)
+        .await
+        .expect("creating again is a no-op");
+    let err = log
+        .create_topic("t", 5)
+        .await
+        .expect_err("partition count differs");
     assert!(err.to_string().contains("3 partitions"), "{err}");
 }

@@ -20,25 +20,43 @@ struct Setup {
 
 async fn setup(dir: &TestDir) -> Setup {
     let opts = SqliteOptions::default();
-    let pool = sqlite::open(&dir.sqlite("service"), &opts).await.expect("opens");
-    sqlite::migrate(&pool, &[Schema::Outbox]).await.expect("migrates");
-    let log = SqliteLog::open(&dir.sqlite("log"), &opts).await.expect("log opens");
+    let pool = sqlite::open(&dir.sqlite("service"), &opts)
+        .await
+        .expect("opens");
+    sqlite::migrate(&pool, &[Schema::Outbox])
+        .await
+        .expect("migrates");
+    let log = SqliteLog::open(&dir.sqlite("log"), &opts)
+        .await
+        .expect("log opens");
     log.create_topic("t", 3).await.expect("topic");
-    Setup { outbox: Arc::new(SqliteOutbox::new(pool.clone())), pool, log }
+    Setup {
+        outbox: Arc::new(SqliteOutbox::new(pool.clone())),
+        pool,
+        log,
+    }
 }
 
 async fn write(s: &Setup, messages: &[Envelope]) {
     let mut tx = sqlite::begin_write(&s.pool, "test").await.expect("begin");
-    SqliteOutbox::append(&mut tx, messages).await.expect("append");
+    SqliteOutbox::append(&mut tx, messages)
+        .await
+        .expect("append");
     tx.commit().await.expect("commit");
     s.outbox.notify();
 }
 
 async fn read_all(log: &SqliteLog) -> Vec<Envelope> {
-    let mut sub = log.subscribe(&uuid::Uuid::now_v7().to_string(), &["t".to_owned()]).await.expect("subscribe");
+    let mut sub = log
+        .subscribe(&uuid::Uuid::now_v7().to_string(), &["t".to_owned()])
+        .await
+        .expect("subscribe");
     let mut all = Vec::new();
     loop {
-        let got = sub.poll(1000, Duration::from_millis(10)).await.expect("poll");
+        let got = sub
+            .poll(1000, Duration::from_millis(10))
+            .await
+            .expect("poll");
         if got.is_empty() {
             return all;
         }
@@ -47,18 +65,31 @@ async fn read_all(log: &SqliteLog) -> Vec<Envelope> {
 }
 
 fn per_key(messages: &[Envelope], key: &str) -> Vec<String> {
-    messages.iter().filter(|m| m.key == key).map(|m| m.payload.clone()).collect()
+    messages
+        .iter()
+        .filter(|m| m.key == key)
+        .map(|m| m.payload.clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn publishes_everything_in_commit_order_per_key() {
     let dir = TestDir::new("relay-order");
     let s = setup(&dir).await;
-    let sent: Vec<Envelope> = (0..250).map(|n| Envelope::new("t", format!("k{}", n % 5), n.to_string())).collect();
+    let sent: Vec<Envelope> = (0..250)
+        .map(|n| Envelope::new("t", format!("k{}", n % 5), n.to_string()))
+        .collect();
     for chunk in sent.chunks(10) {
         write(&s, chunk).await;
     }
-    let relay = OutboxRelay::new(Arc::clone(&s.outbox), Arc::new(s.log.clone()), RelayConfig { batch_size: 64, ..RelayConfig::default() });
+    let relay = OutboxRelay::new(
+        Arc::clone(&s.outbox),
+        Arc::new(s.log.clone()),
+        RelayConfig {
+            batch_size: 64,
+            ..RelayConfig::default()
+        },
+    );
     while relay.publish_once().await.expect("publish") > 0 {}
     let got = read_all(&s.log).await;
     assert_eq!(got.len(), 250);
@@ -76,7 +107,10 @@ async fn wakes_on_a_commit_without_waiting_for_its_poll_interval() {
     let relay = OutboxRelay::new(
         Arc::clone(&s.outbox),
         Arc::new(s.log.clone()),
-        RelayConfig { idle_poll: Duration::from_secs(600), ..RelayConfig::default() },
+        RelayConfig {
+            idle_poll: Duration::from_secs(600),
+            ..RelayConfig::default()
+        },
     );
     let stats = relay.stats();
     let cancel = CancellationToken::new();
@@ -89,7 +123,10 @@ async fn wakes_on_a_commit_without_waiting_for_its_poll_interval() {
     write(&s, &[Envelope::new("t", "k", "1".into())]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while stats.published.load(Ordering::SeqCst) < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not wake up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not wake up"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cancel.cancel();
@@ -121,21 +158,47 @@ impl Outbox for CrashBeforeMark {
 async fn a_crash_between_publish_and_mark_republishes_duplicates_not_gaps() {
     let dir = TestDir::new("relay-crash");
     let s = setup(&dir).await;
-    let sent: Vec<Envelope> = (0..30).map(|n| Envelope::new("t", format!("k{}", n % 3), n.to_string())).collect();
+    let sent: Vec<Envelope> = (0..30)
+        .map(|n| Envelope::new("t", format!("k{}", n % 3), n.to_string()))
+        .collect();
     write(&s, &sent).await;
     let transport = Arc::new(s.log.clone());
-    let crashing = Arc::new(CrashBeforeMark { inner: Arc::clone(&s.outbox), crashed: AtomicBool::new(false) });
-    let relay = OutboxRelay::new(crashing, Arc::clone(&transport), RelayConfig { batch_size: 20, ..RelayConfig::default() });
-    relay.publish_once().await.expect_err("the first relay dies before marking");
+    let crashing = Arc::new(CrashBeforeMark {
+        inner: Arc::clone(&s.outbox),
+        crashed: AtomicBool::new(false),
+    });
+    let relay = OutboxRelay::new(
+        crashing,
+        Arc::clone(&transport),
+        RelayConfig {
+            batch_size: 20,
+            ..RelayConfig::default()
+        },
+    );
+    relay
+        .publish_once()
+        .await
+        .expect_err("the first relay dies before marking");
     // A fresh relay takes over.
-    let relay = OutboxRelay::new(Arc::clone(&s.outbox), transport, RelayConfig { batch_size: 20, ..RelayConfig::default() });
+    let relay = OutboxRelay::new(
+        Arc::clone(&s.outbox),
+        transport,
+        RelayConfig {
+            batch_size: 20,
+            ..RelayConfig::default()
+        },
+    );
     while relay.publish_once().await.expect("publish") > 0 {}
     let got = read_all(&s.log).await;
     assert_eq!(got.len(), 30 + 20, "the unmarked batch went out twice");
     let mut ids: Vec<_> = got.iter().map(|m| m.id).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 30, "every message is there; the extras are copies");
+    assert_eq!(
+        ids.len(),
+        30,
+        "every message is there; the extras are copies"
+    );
     for k in 0..3 {
         let key = format!("k{k}");
         let mut seen: Vec<String> = Vec::new();
@@ -144,6 +207,10 @@ async fn a_crash_between_publish_and_mark_republishes_duplicates_not_gaps() {
                 seen.push(p);
             }
         }
-        assert_eq!(seen, per_key(&sent, &key), "{key}: first deliveries in order");
+        assert_eq!(
+            seen,
+            per_key(&sent, &key),
+            "{key}: first deliveries in order"
+        );
     }
 }

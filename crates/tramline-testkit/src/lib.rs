@@ -45,14 +45,17 @@ pub fn rng() -> StdRng {
 /// `items` with a random `fraction` of them repeated once, each copy placed at a random later
 /// position (a redelivery arrives after the original).
 pub fn with_duplicates<T: Clone>(items: Vec<T>, fraction: f64, rng: &mut impl Rng) -> Vec<T> {
-    let mut out = items.clone();
+    let n = items.len() as f64;
+    // Originals sit at their index; a copy at a random point after its original.
+    let mut placed: Vec<(f64, T)> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         if rng.gen_bool(fraction.clamp(0.0, 1.0)) {
-            let at = rng.gen_range(i + 1..=out.len());
-            out.insert(at, item);
+            placed.push((rng.gen_range(i as f64 + 0.5..n + 0.5), item.clone()));
         }
+        placed.push((i as f64, item));
     }
-    out
+    placed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    placed.into_iter().map(|(_, item)| item).collect()
 }
 
 /// `items` in random order.
@@ -91,6 +94,9 @@ mod tests {
 
     #[test]
     fn deal_spreads_round_robin() {
-        assert_eq!(deal(vec![1, 2, 3, 4, 5], 2), vec![vec![1, 3, 5], vec![2, 4]]);
+        assert_eq!(
+            deal(vec![1, 2, 3, 4, 5], 2),
+            vec![vec![1, 3, 5], vec![2, 4]]
+        );
     }
 }

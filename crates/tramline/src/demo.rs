@@ -206,7 +206,9 @@ async fn spawn_consumer<H: Handler>(
     let stats = runtime.stats();
     let cancel = cancel.clone();
     tasks.spawn(async move {
-        let r = runtime.run(Shuffled::new(subscription, shuffle), cancel).await;
+        let r = runtime
+            .run(Shuffled::new(subscription, shuffle), cancel)
+            .await;
         (group.to_owned(), r)
     });
     Ok(stats)
@@ -240,7 +242,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bail!("--consumers and --clients must be at least 1");
     }
     if !(0.0..=1.0).contains(&args.duplicates) {
-        bail!("--duplicates must be a fraction between 0 and 1, got {}", args.duplicates);
+        bail!(
+            "--duplicates must be a fraction between 0 and 1, got {}",
+            args.duplicates
+        );
     }
     let temp;
     let dir = match &args.data_dir {
@@ -273,19 +278,59 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let (db, name) = service(sys.payments.db(), "payment-service");
         let h = Arc::new(Subscriber::new(db.clone(), &name, PaymentReaction));
         all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(&mut tasks, &sys.bus, "payment-service", h, services.clone(), false, &cancel).await?;
+        spawn_consumer(
+            &mut tasks,
+            &sys.bus,
+            "payment-service",
+            h,
+            services.clone(),
+            false,
+            &cancel,
+        )
+        .await?;
         let (db, name) = service(sys.deliveries.db(), "delivery-service");
         let h = Arc::new(Subscriber::new(db.clone(), &name, DeliveryReaction));
         all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(&mut tasks, &sys.bus, "delivery-service", h, services.clone(), false, &cancel).await?;
+        spawn_consumer(
+            &mut tasks,
+            &sys.bus,
+            "delivery-service",
+            h,
+            services.clone(),
+            false,
+            &cancel,
+        )
+        .await?;
         let (db, name) = service(sys.orders.db(), "order-service");
         let h = Arc::new(Subscriber::new(db.clone(), &name, OrderReaction));
         all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(&mut tasks, &sys.bus, "order-service", h, services.clone(), false, &cancel).await?;
+        spawn_consumer(
+            &mut tasks,
+            &sys.bus,
+            "order-service",
+            h,
+            services.clone(),
+            false,
+            &cancel,
+        )
+        .await?;
     }
     let scenario = Scenario::default();
-    let operator = Arc::new(Operator::new(scenario, sys.payments.clone(), sys.deliveries.clone()));
-    spawn_consumer(&mut tasks, &sys.bus, "operator", operator, services.clone(), false, &cancel).await?;
+    let operator = Arc::new(Operator::new(
+        scenario,
+        sys.payments.clone(),
+        sys.deliveries.clone(),
+    ));
+    spawn_consumer(
+        &mut tasks,
+        &sys.bus,
+        "operator",
+        operator,
+        services.clone(),
+        false,
+        &cancel,
+    )
+    .await?;
 
     let mut view_config = ConsumerConfig {
         workers: args.consumers,
@@ -298,15 +343,36 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "order-status-view",
                 OrderStatusProjection::default(),
             ));
-            let stats = spawn_consumer(&mut tasks, &sys.bus, "order-status-view", Arc::clone(&h), view_config, args.shuffle, &cancel).await?;
+            let stats = spawn_consumer(
+                &mut tasks,
+                &sys.bus,
+                "order-status-view",
+                Arc::clone(&h),
+                view_config,
+                args.shuffle,
+                &cancel,
+            )
+            .await?;
             (ViewHandler::Upsert(h), stats)
         }
         Strategy::Naive => {
             // The seed: one consumer thread per topic, one event at a time.
             view_config.lane_by = LaneBy::Topic;
             view_config.batch_max = 1;
-            let h = Arc::new(NaiveProjection::new(sys.view_db.clone(), "order-status-view"));
-            let stats = spawn_consumer(&mut tasks, &sys.bus, "order-status-view", Arc::clone(&h), view_config, args.shuffle, &cancel).await?;
+            let h = Arc::new(NaiveProjection::new(
+                sys.view_db.clone(),
+                "order-status-view",
+            ));
+            let stats = spawn_consumer(
+                &mut tasks,
+                &sys.bus,
+                "order-status-view",
+                Arc::clone(&h),
+                view_config,
+                args.shuffle,
+                &cancel,
+            )
+            .await?;
             (ViewHandler::Naive(h), stats)
         }
     };
@@ -357,8 +423,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         progress.set_position(view_stats.applied.load(Ordering::Relaxed));
         if driver.as_ref().is_some_and(|d| d.is_finished()) {
             if let Some(d) = driver.take() {
-                d.await.context("while placing orders")?.context("while placing orders")?;
-                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "all orders placed");
+                d.await
+                    .context("while placing orders")?
+                    .context("while placing orders")?;
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "all orders placed"
+                );
             }
         }
         if driver.is_none() && quiescent(&sys, &relays).await? {
@@ -383,17 +454,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verification = verify_view(&sys).await?;
     let mut parked = 0;
     for (inbox, pool) in &all_inboxes {
-        parked += inbox.parked(pool).await.context("while counting parked messages")?;
+        parked += inbox
+            .parked(pool)
+            .await
+            .context("while counting parked messages")?;
     }
     let applied = view_stats.applied.load(Ordering::Relaxed);
-    let duplicate_key_errors = view_handler.stats().duplicate_key_errors.load(Ordering::Relaxed);
+    let duplicate_key_errors = view_handler
+        .stats()
+        .duplicate_key_errors
+        .load(Ordering::Relaxed);
     let report = Report {
         strategy: args.strategy,
         orders: args.orders,
         consumers: args.consumers,
         shuffle: args.shuffle,
         duplicate_fraction: args.duplicates,
-        events_published: relays.iter().map(|r| r.published.load(Ordering::SeqCst)).sum(),
+        events_published: relays
+            .iter()
+            .map(|r| r.published.load(Ordering::SeqCst))
+            .sum(),
         duplicates_injected: sys.bus.injected(),
         events_applied: applied,
         duplicates_skipped: view_stats.duplicates.load(Ordering::Relaxed),
@@ -413,11 +493,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report).context("while encoding the report")?);
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("while encoding the report")?
+        );
     } else {
         print_human(&report);
     }
-    Ok(if report.correct { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.correct {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Places `count` orders from `clients` concurrent clients, `batch` per request; cancels
@@ -470,10 +557,21 @@ async fn drive(
 /// True when no record is uncommitted, no outbox holds a message, and no relay published
 /// while this was being checked.
 async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<bool> {
-    let published = || -> u64 { relays.iter().map(|r| r.published.load(Ordering::SeqCst)).sum() };
+    let published = || -> u64 {
+        relays
+            .iter()
+            .map(|r| r.published.load(Ordering::SeqCst))
+            .sum()
+    };
     let before = published();
     for (group, topics) in groups() {
-        if sys.log.lag(group, &topics).await.context("while reading consumer lag")? > 0 {
+        if sys
+            .log
+            .lag(group, &topics)
+            .await
+            .context("while reading consumer lag")?
+            > 0
+        {
             return Ok(false);
         }
     }
@@ -529,6 +627,9 @@ fn print_human(r: &Report) {
     if r.correct {
         println!("  the view is exactly right");
     } else {
-        println!("  THE VIEW IS WRONG; e.g. orders {:?}", r.mismatched_examples);
+        println!(
+            "  THE VIEW IS WRONG; e.g. orders {:?}",
+            r.mismatched_examples
+        );
     }
 }

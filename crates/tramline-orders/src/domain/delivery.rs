@@ -57,7 +57,12 @@ impl Delivery {
 
     /// Starts a READY delivery.
     pub fn start(&mut self) -> Result<DeliveryEventType> {
-        self.advance(DeliveryStatus::Ready, DeliveryStatus::Started, DeliveryEventType::Started, "start")
+        self.advance(
+            DeliveryStatus::Ready,
+            DeliveryStatus::Started,
+            DeliveryEventType::Started,
+            "start",
+        )
     }
 
     /// Completes a STARTED delivery.
@@ -78,7 +83,12 @@ impl Delivery {
         action: &'static str,
     ) -> Result<DeliveryEventType> {
         if self.status != from {
-            return Err(refuse("delivery", &self.delivery_id, self.status.as_str(), action));
+            return Err(refuse(
+                "delivery",
+                &self.delivery_id,
+                self.status.as_str(),
+                action,
+            ));
         }
         self.status = to;
         self.version += 1;
@@ -105,7 +115,10 @@ mod tests {
         let (mut d, _) = Delivery::for_order("d-1".into(), "o-1".into());
         assert!(matches!(
             d.complete(),
-            Err(OrderSystemError::IllegalTransition { action: "complete", .. })
+            Err(OrderSystemError::IllegalTransition {
+                action: "complete",
+                ..
+            })
         ));
         assert_eq!(d.version, 1);
     }

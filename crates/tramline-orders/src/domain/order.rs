@@ -140,7 +140,12 @@ impl Order {
     /// The customer cancels; only a PENDING order can be cancelled.
     pub fn cancel(&mut self) -> Result<OrderEventType> {
         if self.status != OrderStatus::Pending {
-            return Err(refuse("order", &self.order_id, self.status.as_str(), "cancel"));
+            return Err(refuse(
+                "order",
+                &self.order_id,
+                self.status.as_str(),
+                "cancel",
+            ));
         }
         Ok(self.change(OrderStatus::Cancelled, OrderEventType::Cancelled))
     }
@@ -206,19 +211,28 @@ mod tests {
         };
         assert!(matches!(
             Order::create("o".into(), cmd.clone()),
-            Err(OrderSystemError::Invalid { field: "customerId", .. })
+            Err(OrderSystemError::Invalid {
+                field: "customerId",
+                ..
+            })
         ));
         cmd.customer_id = "c".into();
         cmd.amount_cents = 0;
         assert!(matches!(
             Order::create("o".into(), cmd.clone()),
-            Err(OrderSystemError::Invalid { field: "amountCents", .. })
+            Err(OrderSystemError::Invalid {
+                field: "amountCents",
+                ..
+            })
         ));
         cmd.amount_cents = 1;
         cmd.quantity = 0;
         assert!(matches!(
             Order::create("o".into(), cmd),
-            Err(OrderSystemError::Invalid { field: "quantity", .. })
+            Err(OrderSystemError::Invalid {
+                field: "quantity",
+                ..
+            })
         ));
     }
 
@@ -245,7 +259,10 @@ mod tests {
         let before = o.clone();
         assert!(matches!(
             o.cancel(),
-            Err(OrderSystemError::IllegalTransition { action: "cancel", .. })
+            Err(OrderSystemError::IllegalTransition {
+                action: "cancel",
+                ..
+            })
         ));
         assert_eq!(o, before);
     }
@@ -263,7 +280,10 @@ mod tests {
         for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(*s));
         }
-        assert_eq!(OrderEventType::parse("OrderCreated"), Some(OrderEventType::Created));
+        assert_eq!(
+            OrderEventType::parse("OrderCreated"),
+            Some(OrderEventType::Created)
+        );
         assert_eq!(OrderEventType::parse("orderCreated"), None);
     }
 }

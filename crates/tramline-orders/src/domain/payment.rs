@@ -51,7 +51,11 @@ pub struct Payment {
 
 impl Payment {
     /// A payment for a newly created order: PENDING, version 1.
-    pub fn for_order(payment_id: String, order_id: String, amount_cents: i64) -> (Payment, PaymentEventType) {
+    pub fn for_order(
+        payment_id: String,
+        order_id: String,
+        amount_cents: i64,
+    ) -> (Payment, PaymentEventType) {
         let p = Payment {
             payment_id,
             order_id,
@@ -64,18 +68,30 @@ impl Payment {
 
     /// Approves a PENDING payment.
     pub fn approve(&mut self) -> Result<PaymentEventType> {
-        self.decide(PaymentStatus::Approved, PaymentEventType::Approved, "approve")
+        self.decide(
+            PaymentStatus::Approved,
+            PaymentEventType::Approved,
+            "approve",
+        )
     }
 
     /// Rejects a PENDING payment.
     pub fn reject(&mut self) -> Result<PaymentEventType> {
-        self.decide(PaymentStatus::Rejected, PaymentEventType::Rejected, "reject")
+        self.decide(
+            PaymentStatus::Rejected,
+            PaymentEventType::Rejected,
+            "reject",
+        )
     }
 
     /// Its order was cancelled: a PENDING payment is cancelled; a decided one stays as it is.
     pub fn on_order_cancelled(&mut self) -> Option<PaymentEventType> {
-        self.decide(PaymentStatus::Cancelled, PaymentEventType::Cancelled, "cancel")
-            .ok()
+        self.decide(
+            PaymentStatus::Cancelled,
+            PaymentEventType::Cancelled,
+            "cancel",
+        )
+        .ok()
     }
 
     fn decide(
@@ -85,7 +101,12 @@ impl Payment {
         action: &'static str,
     ) -> Result<PaymentEventType> {
         if self.status != PaymentStatus::Pending {
-            return Err(refuse("payment", &self.payment_id, self.status.as_str(), action));
+            return Err(refuse(
+                "payment",
+                &self.payment_id,
+                self.status.as_str(),
+                action,
+            ));
         }
         self.status = status;
         self.version += 1;
@@ -114,7 +135,10 @@ mod tests {
         let mut p = pending();
         p.approve().unwrap();
         let before = p.clone();
-        assert!(matches!(p.reject(), Err(OrderSystemError::IllegalTransition { .. })));
+        assert!(matches!(
+            p.reject(),
+            Err(OrderSystemError::IllegalTransition { .. })
+        ));
         assert_eq!(p, before);
     }
 

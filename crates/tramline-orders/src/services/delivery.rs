@@ -21,7 +21,8 @@ const SELECT_BY_ID: &str =
     "SELECT delivery_id, order_id, status, version FROM deliveries WHERE delivery_id = ?";
 const SELECT_BY_ORDER: &str =
     "SELECT delivery_id, order_id, status, version FROM deliveries WHERE order_id = ?";
-const UPDATE: &str = "UPDATE deliveries SET status = ?, version = ?, updated_at = ? WHERE delivery_id = ?";
+const UPDATE: &str =
+    "UPDATE deliveries SET status = ?, version = ?, updated_at = ? WHERE delivery_id = ?";
 
 /// A step of a delivery's lifecycle, by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +108,12 @@ impl DeliveryService {
 
     /// The delivery with this id.
     pub async fn get(&self, delivery_id: &str) -> Result<Delivery> {
-        let mut conn = self.db.pool.acquire().await.map_err(SqlError::at(STORE, "acquire"))?;
+        let mut conn = self
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(SqlError::at(STORE, "acquire"))?;
         load(&mut conn, SELECT_BY_ID, delivery_id).await
     }
 

@@ -13,7 +13,8 @@ use tramline_sql::SqlError;
 
 const STORE: &str = "order service";
 
-const INSERT: &str = "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
+const INSERT: &str =
+    "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
      shipping_address, status, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const SELECT_PAGE: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
      shipping_address, status, version FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?";
@@ -94,7 +95,12 @@ impl OrderService {
 
     /// The order with this id.
     pub async fn get(&self, order_id: &str) -> Result<Order> {
-        let mut conn = self.db.pool.acquire().await.map_err(SqlError::at(STORE, "acquire"))?;
+        let mut conn = self
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(SqlError::at(STORE, "acquire"))?;
         load(&mut conn, order_id).await
     }
 
@@ -146,8 +152,9 @@ fn decode(row: &SqliteRow) -> Result<Order> {
         quantity: row.get(3),
         amount_cents: row.get(4),
         shipping_address: row.get(5),
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| OrderSystemError::Malformed(format!("stored order status {status:?}")))?,
+        status: OrderStatus::parse(&status).ok_or_else(|| {
+            OrderSystemError::Malformed(format!("stored order status {status:?}"))
+        })?,
         version: row.get(7),
     })
 }

@@ -13,15 +13,18 @@ use tramline_sql::SqlError;
 
 const STORE: &str = "payment service";
 
-const INSERT: &str = "INSERT INTO payments (payment_id, order_id, amount_cents, status, version, updated_at) \
+const INSERT: &str =
+    "INSERT INTO payments (payment_id, order_id, amount_cents, status, version, updated_at) \
      VALUES (?, ?, ?, ?, ?, ?)";
-const SELECT_RANGE: &str = "SELECT payment_id, order_id, amount_cents, status, version FROM payments \
+const SELECT_RANGE: &str =
+    "SELECT payment_id, order_id, amount_cents, status, version FROM payments \
      WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2) ORDER BY order_id";
 const SELECT_BY_ID: &str =
     "SELECT payment_id, order_id, amount_cents, status, version FROM payments WHERE payment_id = ?";
 const SELECT_BY_ORDER: &str =
     "SELECT payment_id, order_id, amount_cents, status, version FROM payments WHERE order_id = ?";
-const UPDATE: &str = "UPDATE payments SET status = ?, version = ?, updated_at = ? WHERE payment_id = ?";
+const UPDATE: &str =
+    "UPDATE payments SET status = ?, version = ?, updated_at = ? WHERE payment_id = ?";
 
 /// What to do with a pending payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +68,9 @@ impl PaymentService {
     }
 
     async fn decide_one(&self, payment_id: &str, decision: Decision) -> Result<Payment> {
-        let mut outcomes = self.decide_many(&[(payment_id.to_owned(), decision)]).await?;
+        let mut outcomes = self
+            .decide_many(&[(payment_id.to_owned(), decision)])
+            .await?;
         outcomes.pop().expect("one outcome per decision")
     }
 
@@ -106,7 +111,12 @@ impl PaymentService {
 
     /// The payment with this id.
     pub async fn get(&self, payment_id: &str) -> Result<Payment> {
-        let mut conn = self.db.pool.acquire().await.map_err(SqlError::at(STORE, "acquire"))?;
+        let mut conn = self
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(SqlError::at(STORE, "acquire"))?;
         load(&mut conn, SELECT_BY_ID, payment_id).await
     }
 
@@ -177,7 +187,8 @@ impl Reaction for PaymentReaction {
                     // Already has its payment (or the lookup failed): nothing new to create.
                     return existing.map(|_| Vec::new());
                 }
-                let (payment, created) = Payment::for_order(new_id(), order.order_id, order.amount_cents);
+                let (payment, created) =
+                    Payment::for_order(new_id(), order.order_id, order.amount_cents);
                 sqlx::query(INSERT)
                     .bind(&payment.payment_id)
                     .bind(&payment.order_id)

@@ -89,11 +89,15 @@ impl<R: Reaction> Handler for Subscriber<R> {
             applied: fresh.len(),
             duplicates: batch.len() - fresh.len(),
         };
-        let emitted = self.reaction.react_batch(&mut tx, fresh).await.map_err(|e| {
-            // A refusal by the domain names the batch's first record; the runtime then
-            // re-applies record by record to find the one to park.
-            e.into_core(&batch[0])
-        })?;
+        let emitted = self
+            .reaction
+            .react_batch(&mut tx, fresh)
+            .await
+            .map_err(|e| {
+                // A refusal by the domain names the batch's first record; the runtime then
+                // re-applies record by record to find the one to park.
+                e.into_core(&batch[0])
+            })?;
         self.db.commit(tx, R::STORE, &emitted).await?;
         Ok(out)
     }

@@ -97,7 +97,9 @@ impl NaiveProjection {
         if let Err(e) = written {
             let e = SqlError::new(STORE, "write whole row", e);
             if e.is_duplicate() {
-                self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .duplicate_key_errors
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return Err(e.into());
         }

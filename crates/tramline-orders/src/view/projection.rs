@@ -9,9 +9,9 @@ use super::STORE;
 use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::services::Reaction;
-use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tramline_sql::sqlite::WriteTx;
 use tramline_sql::SqlError;
 
@@ -24,7 +24,8 @@ const ON_CONFLICT_ORDER: &str = " ON CONFLICT (order_id) DO UPDATE SET \
      order_version = excluded.order_version, updated_at = excluded.updated_at \
      WHERE order_status_view.order_version IS NULL \
         OR order_status_view.order_version < excluded.order_version";
-const INSERT_PAYMENT: &str = "INSERT INTO order_status_view (order_id, payment_id, payment_status, \
+const INSERT_PAYMENT: &str =
+    "INSERT INTO order_status_view (order_id, payment_id, payment_status, \
      payment_version, updated_at) ";
 const ON_CONFLICT_PAYMENT: &str = " ON CONFLICT (order_id) DO UPDATE SET \
      payment_id = excluded.payment_id, payment_status = excluded.payment_status, \
@@ -87,7 +88,9 @@ impl OrderStatusProjection {
             let done = q.build().execute(&mut **tx).await.map_err(|e| {
                 let e = SqlError::new(STORE, "upsert", e);
                 if e.is_duplicate() {
-                    self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .duplicate_key_errors
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 e
             })?;
@@ -131,20 +134,32 @@ impl Reaction for OrderStatusProjection {
             })
             .await?;
         changed += self
-            .upsert(tx, &payments, INSERT_PAYMENT, ON_CONFLICT_PAYMENT, |row, p| {
-                row.push_bind(p.order_id.clone())
-                    .push_bind(p.payment_id.clone())
-                    .push_bind(p.status.as_str())
-                    .push_bind(p.version);
-            })
+            .upsert(
+                tx,
+                &payments,
+                INSERT_PAYMENT,
+                ON_CONFLICT_PAYMENT,
+                |row, p| {
+                    row.push_bind(p.order_id.clone())
+                        .push_bind(p.payment_id.clone())
+                        .push_bind(p.status.as_str())
+                        .push_bind(p.version);
+                },
+            )
             .await?;
         changed += self
-            .upsert(tx, &deliveries, INSERT_DELIVERY, ON_CONFLICT_DELIVERY, |row, d| {
-                row.push_bind(d.order_id.clone())
-                    .push_bind(d.delivery_id.clone())
-                    .push_bind(d.status.as_str())
-                    .push_bind(d.version);
-            })
+            .upsert(
+                tx,
+                &deliveries,
+                INSERT_DELIVERY,
+                ON_CONFLICT_DELIVERY,
+                |row, d| {
+                    row.push_bind(d.order_id.clone())
+                        .push_bind(d.delivery_id.clone())
+                        .push_bind(d.status.as_str())
+                        .push_bind(d.version);
+                },
+            )
             .await?;
         self.stats
             .stale_skipped

@@ -56,10 +56,14 @@ pub fn verify(
         view_rows: rows.len(),
         ..Verification::default()
     };
-    let mut payments: HashMap<String, Payment> =
-        payments.into_iter().map(|p| (p.order_id.clone(), p)).collect();
-    let mut deliveries: HashMap<String, Delivery> =
-        deliveries.into_iter().map(|d| (d.order_id.clone(), d)).collect();
+    let mut payments: HashMap<String, Payment> = payments
+        .into_iter()
+        .map(|p| (p.order_id.clone(), p))
+        .collect();
+    let mut deliveries: HashMap<String, Delivery> = deliveries
+        .into_iter()
+        .map(|d| (d.order_id.clone(), d))
+        .collect();
     let mut rows: HashMap<String, OrderStatusRow> =
         rows.into_iter().map(|r| (r.order_id.clone(), r)).collect();
 
@@ -193,7 +197,10 @@ mod tests {
             order_id: o.order_id.clone(),
             ..Default::default()
         };
-        r.set_from(&DomainEvent::Order(crate::domain::order::OrderEventType::Created, o.clone()));
+        r.set_from(&DomainEvent::Order(
+            crate::domain::order::OrderEventType::Created,
+            o.clone(),
+        ));
         if let Some(p) = p {
             r.set_from(&DomainEvent::Payment(
                 crate::domain::payment::PaymentEventType::Created,
@@ -207,7 +214,12 @@ mod tests {
     fn a_matching_view_is_correct() {
         let o = order("o-1");
         let (p, _) = Payment::for_order("p-1".into(), "o-1".into(), 5);
-        let v = verify(vec![o.clone()], vec![p.clone()], vec![], vec![row_for(&o, Some(&p))]);
+        let v = verify(
+            vec![o.clone()],
+            vec![p.clone()],
+            vec![],
+            vec![row_for(&o, Some(&p))],
+        );
         assert!(v.is_correct(), "{v:?}");
     }
 
@@ -220,7 +232,12 @@ mod tests {
         let v = verify(vec![o.clone()], vec![p], vec![], vec![stale]);
         assert_eq!((v.mismatched_rows, v.lost_updates), (1, 1));
         assert!(!v.is_correct());
-        let v = verify(vec![o.clone()], vec![Payment::for_order("p".into(), "o-1".into(), 5).0], vec![], vec![row_for(&o, None)]);
+        let v = verify(
+            vec![o.clone()],
+            vec![Payment::for_order("p".into(), "o-1".into(), 5).0],
+            vec![],
+            vec![row_for(&o, None)],
+        );
         assert_eq!(v.lost_updates, 1, "a payment never written is lost too");
     }
 
@@ -238,6 +255,9 @@ mod tests {
         let mut r = row_for(&o, None);
         r.customer_id = Some("someone else".into());
         let v = verify(vec![o], vec![], vec![], vec![r]);
-        assert_eq!((v.corrupt_columns, v.lost_updates, v.mismatched_rows), (0 + 1, 0, 1));
+        assert_eq!(
+            (v.corrupt_columns, v.lost_updates, v.mismatched_rows),
+            (1, 0, 1)
+        );
     }
 }

@@ -66,7 +66,8 @@ pub fn expected_row(order_id: &str, events: &[DomainEvent]) -> OrderStatusRow {
     };
     let mut latest: Vec<&DomainEvent> = Vec::new();
     for e in events {
-        let same_source = |l: &&DomainEvent| std::mem::discriminant(*l) == std::mem::discriminant(e);
+        let same_source =
+            |l: &&DomainEvent| std::mem::discriminant(*l) == std::mem::discriminant(e);
         match latest.iter().position(same_source) {
             Some(i) if latest[i].version() < e.version() => latest[i] = e,
             Some(_) => {}

@@ -77,7 +77,12 @@ impl Inbox {
     }
 
     /// Keeps a message that can never be applied, with the reason, and marks its id handled.
-    pub async fn park(&self, pool: &SqlitePool, record: &Record, reason: &Error) -> Result<(), SqlError> {
+    pub async fn park(
+        &self,
+        pool: &SqlitePool,
+        record: &Record,
+        reason: &Error,
+    ) -> Result<(), SqlError> {
         let mut tx = begin_write(pool, STORE).await?;
         self.claim(&mut tx, record).await?;
         let e = &record.envelope;
@@ -95,7 +100,9 @@ impl Inbox {
             .execute(&mut *tx)
             .await
             .map_err(SqlError::at(STORE, "park message"))?;
-        tx.commit().await.map_err(SqlError::at(STORE, "commit park"))
+        tx.commit()
+            .await
+            .map_err(SqlError::at(STORE, "commit park"))
     }
 
     /// How many messages this consumer has parked.

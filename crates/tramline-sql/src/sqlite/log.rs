@@ -21,12 +21,14 @@ use tramline_core::{Envelope, Error, Record};
 
 const STORE: &str = "log";
 
-const PARTITIONS: &str = "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
+const PARTITIONS: &str =
+    "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
 const CREATE_PARTITION: &str = "INSERT INTO tramline_log_partitions (topic, part, next_offset) \
      VALUES (?, ?, 0) ON CONFLICT DO NOTHING";
 /// Records per multi-row insert (9 parameters each).
 const APPEND_CHUNK: usize = 100;
-const ADVANCE: &str = "UPDATE tramline_log_partitions SET next_offset = ? WHERE topic = ? AND part = ?";
+const ADVANCE: &str =
+    "UPDATE tramline_log_partitions SET next_offset = ? WHERE topic = ? AND part = ?";
 // Both fold their rows into one JSON array: see `fetch_json_rows`.
 const READ: &str = "SELECT json_group_array(json_array(log_offset, id, msg_key, json(headers), \
      payload, created_at)) FROM (SELECT log_offset, id, msg_key, headers, payload, created_at \
@@ -37,8 +39,10 @@ const ALL_ENDS: &str =
 
 /// A record as `READ` returns it.
 type StoredRecord = (i64, String, String, BTreeMap<String, String>, String, i64);
-const COMMITTED: &str = "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
-const COMMIT: &str = "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) \
+const COMMITTED: &str =
+    "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
+const COMMIT: &str =
+    "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) \
      VALUES (?, ?, ?, ?, ?) \
      ON CONFLICT (group_id, topic, part) DO UPDATE SET \
      next_offset = MAX(next_offset, excluded.next_offset), committed_at = excluded.committed_at";
@@ -107,7 +111,10 @@ impl SqliteLog {
         let mut lag = 0;
         for topic in topics {
             for (p, end) in self.partitions(topic).await?.into_iter().enumerate() {
-                let done = committed.get(&(topic.clone(), p as i32)).copied().unwrap_or(0);
+                let done = committed
+                    .get(&(topic.clone(), p as i32))
+                    .copied()
+                    .unwrap_or(0);
                 lag += end - done;
             }
         }
@@ -237,18 +244,23 @@ pub struct SqliteSubscription {
 impl SqliteSubscription {
     async fn read(&mut self, max: usize) -> Result<Vec<Record>, Error> {
         // One cheap look at every partition's end first, so idle partitions cost no query.
-        let ends: HashMap<(String, i32), i64> =
-            fetch_json_rows::<(String, i32, i64)>(sqlx::query(ALL_ENDS), &self.log.pool, STORE, "read partition ends")
-                .await?
-                .into_iter()
-                .map(|(topic, part, end)| ((topic, part), end))
-                .collect();
+        let ends: HashMap<(String, i32), i64> = fetch_json_rows::<(String, i32, i64)>(
+            sqlx::query(ALL_ENDS),
+            &self.log.pool,
+            STORE,
+            "read partition ends",
+        )
+        .await?
+        .into_iter()
+        .map(|(topic, part, end)| ((topic, part), end))
+        .collect();
         let n = self.positions.len();
         let ready: Vec<usize> = (0..n)
             .map(|i| (self.next_partition + i) % n)
             .filter(|&idx| {
                 let (topic, part, at) = &self.positions[idx];
-                ends.get(&(topic.clone(), *part)).is_some_and(|end| end > at)
+                ends.get(&(topic.clone(), *part))
+                    .is_some_and(|end| end > at)
             })
             .collect();
         self.next_partition = (self.next_partition + 1) % n.max(1);

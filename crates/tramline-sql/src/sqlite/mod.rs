@@ -117,9 +117,7 @@ pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
         .fetch_one(pool)
         .await
         .map_err(SqlError::at(store, operation))?;
-    let json: &str = row
-        .try_get(0)
-        .map_err(SqlError::at(store, operation))?;
+    let json: &str = row.try_get(0).map_err(SqlError::at(store, operation))?;
     serde_json::from_str(json).map_err(|e| tramline_core::Error::Store {
         store,
         operation,

@@ -1,9 +1,9 @@
 //! The SQLite outbox: appended to inside the service's own transaction, drained by the relay.
 
 use super::{begin_write, fetch_json_rows, WriteTx};
-use std::collections::BTreeMap;
 use crate::SqlError;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tramline_core::ports::{Outbox, OutboxBatch};
 use tramline_core::{Envelope, Error};
@@ -18,7 +18,15 @@ const FETCH: &str = "SELECT json_group_array(json_array(seq, id, topic, msg_key,
      FROM tramline_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?)";
 
 /// A message as `FETCH` returns it.
-type StoredMessage = (i64, String, String, String, BTreeMap<String, String>, String, i64);
+type StoredMessage = (
+    i64,
+    String,
+    String,
+    String,
+    BTreeMap<String, String>,
+    String,
+    i64,
+);
 // Marks a contiguous range: a batch is a prefix of the unpublished rows in seq order, and
 // nothing can commit into the middle of it later (seq is assigned under the write lock).
 const MARK: &str = "UPDATE tramline_outbox SET published_at = ? \
