@@ -1,26 +1,39 @@
 //! The order service: places and cancels orders, and follows its payment and delivery.
 
-use super::{new_id, Reaction, ServiceDb};
+use super::{load_many, new_id, Loaded, Reaction, ServiceDb};
 use crate::domain::delivery::DeliveryEventType;
-use crate::domain::order::{CreateOrder, Order, OrderEventType, OrderStatus};
+use crate::domain::order::{CreateOrder, Order, OrderEventType};
 use crate::domain::payment::PaymentEventType;
 use crate::error::{OrderSystemError, Result};
 use crate::events::DomainEvent;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
-use tramline_sql::sqlite::WriteTx;
+use sqlx::SqliteConnection;
+use tramline_sql::sqlite::{fetch_json_rows, insert_rows, WriteTx};
 use tramline_sql::SqlError;
 
 const STORE: &str = "order service";
 
-const INSERT: &str =
-    "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
-     shipping_address, status, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const SELECT_PAGE: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
-     shipping_address, status, version FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?";
-const SELECT_ONE: &str = "SELECT order_id, customer_id, product_id, quantity, amount_cents, \
-     shipping_address, status, version FROM orders WHERE order_id = ?";
-const UPDATE: &str = "UPDATE orders SET status = ?, version = ?, updated_at = ? WHERE order_id = ?";
+/// The stored columns as the camelCase JSON object `Order` deserialises from.
+macro_rules! order_json {
+    () => {
+        "json_group_array(json_object('orderId', order_id, 'customerId', customer_id, \
+         'productId', product_id, 'quantity', quantity, 'amountCents', amount_cents, \
+         'shippingAddress', shipping_address, 'status', status, 'version', version))"
+    };
+}
+const LOAD: &str = concat!(
+    "SELECT ",
+    order_json!(),
+    " FROM orders WHERE order_id IN (SELECT value FROM json_each(?))"
+);
+const PAGE: &str = concat!(
+    "SELECT ",
+    order_json!(),
+    " FROM (SELECT * FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?)"
+);
+const SAVE: &str = "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
+     shipping_address, status, version, updated_at) ";
+const ON_CONFLICT: &str = " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+     version = excluded.version, updated_at = excluded.updated_at";
 
 /// Migrations of the order service's own tables.
 pub fn migrations() -> sqlx::migrate::Migrator {
@@ -61,22 +74,7 @@ impl OrderService {
             placed.push(order);
         }
         let mut tx = self.db.begin(STORE).await?;
-        let now = tramline_core::envelope::now_ms();
-        for order in &placed {
-            sqlx::query(INSERT)
-                .bind(&order.order_id)
-                .bind(&order.customer_id)
-                .bind(&order.product_id)
-                .bind(order.quantity)
-                .bind(order.amount_cents)
-                .bind(&order.shipping_address)
-                .bind(order.status.as_str())
-                .bind(order.version)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(SqlError::at(STORE, "insert order"))?;
-        }
+        save(&mut tx, &placed.iter().collect::<Vec<_>>()).await?;
         self.db.commit(tx, STORE, &events).await?;
         Ok(placed)
     }
@@ -84,9 +82,9 @@ impl OrderService {
     /// Cancels a PENDING order → `OrderCancelled`.
     pub async fn cancel(&self, order_id: &str) -> Result<Order> {
         let mut tx = self.db.begin(STORE).await?;
-        let mut order = load(&mut tx, order_id).await?;
+        let mut order = load_one(&mut tx, order_id).await?;
         let event = order.cancel()?;
-        save(&mut tx, &order).await?;
+        save(&mut tx, &[&order]).await?;
         self.db
             .commit(tx, STORE, &[DomainEvent::Order(event, order.clone())])
             .await?;
@@ -101,83 +99,101 @@ impl OrderService {
             .acquire()
             .await
             .map_err(SqlError::at(STORE, "acquire"))?;
-        load(&mut conn, order_id).await
+        load_one(&mut conn, order_id).await
     }
 
     /// Up to `limit` orders with ids after `after`, in id order: a keyset page.
     pub async fn page_after(&self, after: &str, limit: u32) -> Result<Vec<Order>> {
-        sqlx::query(SELECT_PAGE)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(SqlError::at(STORE, "read orders"))?
-            .iter()
-            .map(decode)
-            .collect()
+        let mut page: Vec<Order> = fetch_json_rows(
+            sqlx::query(PAGE).bind(after).bind(limit),
+            &self.db.pool,
+            STORE,
+            "read orders",
+        )
+        .await?;
+        page.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(page)
     }
 }
 
-async fn load(conn: &mut SqliteConnection, order_id: &str) -> Result<Order> {
-    let row = sqlx::query(SELECT_ONE)
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await
-        .map_err(SqlError::at(STORE, "load order"))?
-        .ok_or_else(|| OrderSystemError::NotFound {
-            entity: "order",
-            id: order_id.to_owned(),
-        })?;
-    decode(&row)
+async fn load(conn: &mut SqliteConnection, ids: &[&str]) -> Result<Loaded<Order>> {
+    let orders = load_many(conn, STORE, LOAD, ids).await?;
+    Ok(Loaded::new(orders, |o: &Order| &o.order_id))
 }
 
-async fn save(tx: &mut WriteTx, order: &Order) -> Result<()> {
-    sqlx::query(UPDATE)
-        .bind(order.status.as_str())
-        .bind(order.version)
-        .bind(tramline_core::envelope::now_ms())
-        .bind(&order.order_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(SqlError::at(STORE, "update order"))?;
-    Ok(())
+async fn load_one(conn: &mut SqliteConnection, order_id: &str) -> Result<Order> {
+    load(conn, &[order_id])
+        .await?
+        .by_key
+        .remove(order_id)
+        .ok_or_else(|| not_found(order_id))
 }
 
-fn decode(row: &SqliteRow) -> Result<Order> {
-    let status: String = row.get(6);
-    Ok(Order {
-        order_id: row.get(0),
-        customer_id: row.get(1),
-        product_id: row.get(2),
-        quantity: row.get(3),
-        amount_cents: row.get(4),
-        shipping_address: row.get(5),
-        status: OrderStatus::parse(&status).ok_or_else(|| {
-            OrderSystemError::Malformed(format!("stored order status {status:?}"))
-        })?,
-        version: row.get(7),
+fn not_found(order_id: &str) -> OrderSystemError {
+    OrderSystemError::NotFound {
+        entity: "order",
+        id: order_id.to_owned(),
+    }
+}
+
+async fn save(conn: &mut SqliteConnection, orders: &[&Order]) -> Result<()> {
+    let now = tramline_core::envelope::now_ms();
+    insert_rows(conn, STORE, "save orders", SAVE, ON_CONFLICT, orders, |row, o| {
+        row.push_bind(o.order_id.clone())
+            .push_bind(o.customer_id.clone())
+            .push_bind(o.product_id.clone())
+            .push_bind(o.quantity)
+            .push_bind(o.amount_cents)
+            .push_bind(o.shipping_address.clone())
+            .push_bind(o.status.as_str())
+            .push_bind(o.version)
+            .push_bind(now);
     })
+    .await?;
+    Ok(())
 }
 
 /// How the order follows its payment and delivery.
 #[derive(Debug, Default)]
 pub struct OrderReaction;
 
+/// The order's reaction to an upstream event, if it has one.
+fn step_for(event: &DomainEvent) -> Option<fn(&mut Order) -> Option<OrderEventType>> {
+    match event {
+        DomainEvent::Payment(PaymentEventType::Approved, _) => Some(Order::on_payment_approved),
+        DomainEvent::Payment(PaymentEventType::Rejected, _) => Some(Order::on_payment_rejected),
+        DomainEvent::Delivery(DeliveryEventType::Completed, _) => {
+            Some(Order::on_delivery_completed)
+        }
+        _ => None,
+    }
+}
+
 impl Reaction for OrderReaction {
     const STORE: &'static str = STORE;
 
-    async fn react(&self, tx: &mut WriteTx, event: DomainEvent) -> Result<Vec<DomainEvent>> {
-        let step: fn(&mut Order) -> Option<OrderEventType> = match &event {
-            DomainEvent::Payment(PaymentEventType::Approved, _) => Order::on_payment_approved,
-            DomainEvent::Payment(PaymentEventType::Rejected, _) => Order::on_payment_rejected,
-            DomainEvent::Delivery(DeliveryEventType::Completed, _) => Order::on_delivery_completed,
-            _ => return Ok(Vec::new()),
-        };
-        let mut order = load(tx, event.order_id()).await?;
-        let Some(changed) = step(&mut order) else {
+    async fn react(&self, tx: &mut WriteTx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
+        let steps: Vec<_> = events
+            .iter()
+            .filter_map(|e| step_for(e).map(|step| (e.order_id(), step)))
+            .collect();
+        if steps.is_empty() {
             return Ok(Vec::new());
-        };
-        save(tx, &order).await?;
-        Ok(vec![DomainEvent::Order(changed, order)])
+        }
+        let ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
+        let mut orders = load(tx, &ids).await?;
+        let mut emitted = Vec::new();
+        for (order_id, step) in steps {
+            let order = orders
+                .by_key
+                .get_mut(order_id)
+                .ok_or_else(|| not_found(order_id))?;
+            if let Some(changed) = step(order) {
+                emitted.push(DomainEvent::Order(changed, order.clone()));
+                orders.touch(order_id);
+            }
+        }
+        save(tx, &orders.changed()).await?;
+        Ok(emitted)
     }
 }

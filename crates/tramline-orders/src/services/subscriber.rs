@@ -1,5 +1,5 @@
-//! The transactional consumer every service (and the view) runs: dedupe record, effect and the
-//! events the effect emits, all in one transaction.
+//! The transactional consumer every service (and the view) runs: dedupe records, the effect
+//! and the events the effect emits, all in one transaction.
 
 use super::ServiceDb;
 use crate::error::Result;
@@ -9,33 +9,18 @@ use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
 use tramline_sql::sqlite::{Inbox, WriteTx};
 
-/// What a consumer does with one event inside the batch's transaction.
+/// What a consumer does with a batch of new events inside the batch's transaction.
 pub trait Reaction: Send + Sync + 'static {
     /// Store name for error messages.
     const STORE: &'static str;
 
-    /// Applies `event` in `tx` and returns the events the change emits (may be none).
+    /// Applies `events` (never seen before, in delivery order) in `tx` and returns the events
+    /// the changes emit (may be none).
     fn react<'a>(
         &'a self,
         tx: &'a mut WriteTx,
-        event: DomainEvent,
-    ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a;
-
-    /// Applies a batch of new events, in order, in `tx`. The default reacts one by one; a
-    /// reaction may override it to write the whole batch in fewer statements.
-    fn react_batch<'a>(
-        &'a self,
-        tx: &'a mut WriteTx,
         events: Vec<DomainEvent>,
-    ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a {
-        async move {
-            let mut emitted = Vec::new();
-            for event in events {
-                emitted.extend(self.react(tx, event).await?);
-            }
-            Ok(emitted)
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a;
 }
 
 /// A [`Handler`] that runs a [`Reaction`] with exactly-once effect.
@@ -89,15 +74,13 @@ impl<R: Reaction> Handler for Subscriber<R> {
             applied: fresh.len(),
             duplicates: batch.len() - fresh.len(),
         };
+        // A refusal by the domain names the batch's first record; the runtime then re-applies
+        // record by record to find the one to park.
         let emitted = self
             .reaction
-            .react_batch(&mut tx, fresh)
+            .react(&mut tx, fresh)
             .await
-            .map_err(|e| {
-                // A refusal by the domain names the batch's first record; the runtime then
-                // re-applies record by record to find the one to park.
-                e.into_core(&batch[0])
-            })?;
+            .map_err(|e| e.into_core(&batch[0]))?;
         self.db.commit(tx, R::STORE, &emitted).await?;
         Ok(out)
     }

@@ -10,22 +10,29 @@ pub mod verify;
 
 use crate::error::Result;
 use crate::services::ServiceDb;
-use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tramline_sql::sqlite::SqliteOptions;
-use tramline_sql::SqlError;
+use tramline_sql::sqlite::{fetch_json_rows, SqliteOptions};
 
 pub(crate) const STORE: &str = "order-status-view";
 
-const SELECT_RANGE: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
-     amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
-     delivery_id, delivery_status, delivery_version FROM order_status_view \
-     WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2) ORDER BY order_id";
-const SELECT_ONE: &str = "SELECT order_id, order_status, customer_id, product_id, quantity, \
-     amount_cents, shipping_address, order_version, payment_id, payment_status, payment_version, \
-     delivery_id, delivery_status, delivery_version FROM order_status_view WHERE order_id = ?";
+/// The view's columns as the camelCase JSON object `OrderStatusRow` deserialises from.
+macro_rules! row_json {
+    () => {
+        "SELECT json_group_array(json_object('orderId', order_id, 'orderStatus', order_status, \
+         'customerId', customer_id, 'productId', product_id, 'quantity', quantity, \
+         'amountCents', amount_cents, 'shippingAddress', shipping_address, \
+         'orderVersion', order_version, 'paymentId', payment_id, \
+         'paymentStatus', payment_status, 'paymentVersion', payment_version, \
+         'deliveryId', delivery_id, 'deliveryStatus', delivery_status, \
+         'deliveryVersion', delivery_version)) FROM order_status_view "
+    };
+}
+const SELECT_ONE: &str = concat!(row_json!(), "WHERE order_id = ?");
+const SELECT_RANGE: &str = concat!(
+    row_json!(),
+    "WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2)"
+);
 
 /// Migrations of the view's table.
 pub fn migrations() -> sqlx::migrate::Migrator {
@@ -38,7 +45,7 @@ pub async fn open(path: &Path, options: &SqliteOptions) -> Result<ServiceDb> {
 }
 
 /// One row of the view. `None` columns belong to a source not seen yet for this order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderStatusRow {
     /// The order id (primary key).
@@ -72,25 +79,6 @@ pub struct OrderStatusRow {
 }
 
 impl OrderStatusRow {
-    fn decode(row: &SqliteRow) -> Self {
-        OrderStatusRow {
-            order_id: row.get(0),
-            order_status: row.get(1),
-            customer_id: row.get(2),
-            product_id: row.get(3),
-            quantity: row.get(4),
-            amount_cents: row.get(5),
-            shipping_address: row.get(6),
-            order_version: row.get(7),
-            payment_id: row.get(8),
-            payment_status: row.get(9),
-            payment_version: row.get(10),
-            delivery_id: row.get(11),
-            delivery_status: row.get(12),
-            delivery_version: row.get(13),
-        }
-    }
-
     /// Sets the columns `event` owns to the values it carries.
     pub fn set_from(&mut self, event: &crate::events::DomainEvent) {
         use crate::events::DomainEvent;
@@ -132,25 +120,26 @@ impl OrderStatusQuery {
 
     /// The row of one order, if the view has it.
     pub async fn get(&self, order_id: &str) -> Result<Option<OrderStatusRow>> {
-        Ok(sqlx::query(SELECT_ONE)
-            .bind(order_id)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(SqlError::at(STORE, "read row"))?
-            .as_ref()
-            .map(OrderStatusRow::decode))
+        let rows: Vec<OrderStatusRow> = fetch_json_rows(
+            sqlx::query(SELECT_ONE).bind(order_id),
+            &self.db.pool,
+            STORE,
+            "read row",
+        )
+        .await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Rows of orders with ids in (`after`, `upto`], in order id order.
     pub async fn rows_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<OrderStatusRow>> {
-        Ok(sqlx::query(SELECT_RANGE)
-            .bind(after)
-            .bind(upto)
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(SqlError::at(STORE, "read rows"))?
-            .iter()
-            .map(OrderStatusRow::decode)
-            .collect())
+        let mut rows: Vec<OrderStatusRow> = fetch_json_rows(
+            sqlx::query(SELECT_RANGE).bind(after).bind(upto),
+            &self.db.pool,
+            STORE,
+            "read rows",
+        )
+        .await?;
+        rows.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(rows)
     }
 }

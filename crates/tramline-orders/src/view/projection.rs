@@ -10,10 +10,9 @@ use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::services::Reaction;
 use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::Sqlite;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tramline_sql::sqlite::WriteTx;
-use tramline_sql::SqlError;
+use tramline_sql::sqlite::{insert_rows, WriteTx};
 
 const INSERT_ORDER: &str = "INSERT INTO order_status_view (order_id, order_status, customer_id, \
      product_id, quantity, amount_cents, shipping_address, order_version, updated_at) ";
@@ -40,10 +39,6 @@ const ON_CONFLICT_DELIVERY: &str = " ON CONFLICT (order_id) DO UPDATE SET \
      WHERE order_status_view.delivery_version IS NULL \
         OR order_status_view.delivery_version < excluded.delivery_version";
 
-/// Rows per multi-row upsert (at most 9 parameters each). Rows of one statement are applied
-/// one after the other, so two events of one order in one statement still meet the guard.
-const UPSERT_CHUNK: usize = 100;
-
 /// Counters of a projection, the same for both strategies so they can be compared.
 #[derive(Debug, Default)]
 pub struct ProjectionStats {
@@ -67,51 +62,39 @@ impl OrderStatusProjection {
 }
 
 impl OrderStatusProjection {
-    /// Runs one multi-row upsert per chunk of `rows`; returns the rows that changed the view.
+    /// Upserts the rows of one source; returns how many changed the view. Rows of one
+    /// statement are applied one after the other, so two events of one order in one
+    /// statement still meet the version guard.
     async fn upsert<T>(
         &self,
         tx: &mut WriteTx,
         rows: &[T],
         insert: &'static str,
         on_conflict: &'static str,
-        bind: impl Fn(&mut Separated<'_, '_, Sqlite, &'static str>, &T) + Copy,
+        bind: impl Fn(&mut Separated<'_, '_, Sqlite, &'static str>, &T),
     ) -> Result<u64> {
-        let now = tramline_core::envelope::now_ms();
-        let mut changed = 0;
-        for chunk in rows.chunks(UPSERT_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(insert);
-            q.push_values(chunk, |mut row, item| {
-                bind(&mut row, item);
-                row.push_bind(now);
-            });
-            q.push(on_conflict);
-            let done = q.build().execute(&mut **tx).await.map_err(|e| {
-                let e = SqlError::new(STORE, "upsert", e);
-                if e.is_duplicate() {
-                    self.stats
-                        .duplicate_key_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                e
-            })?;
-            changed += done.rows_affected();
+        if rows.is_empty() {
+            return Ok(0);
         }
-        Ok(changed)
+        let now = tramline_core::envelope::now_ms();
+        insert_rows(tx, STORE, "upsert", insert, on_conflict, rows, |row, item| {
+            bind(row, item);
+            row.push_bind(now);
+        })
+        .await
+        .map_err(|e| {
+            if e.is_duplicate() {
+                self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            e.into()
+        })
     }
 }
 
 impl Reaction for OrderStatusProjection {
     const STORE: &'static str = STORE;
 
-    async fn react(&self, tx: &mut WriteTx, event: DomainEvent) -> Result<Vec<DomainEvent>> {
-        self.react_batch(tx, vec![event]).await
-    }
-
-    async fn react_batch(
-        &self,
-        tx: &mut WriteTx,
-        events: Vec<DomainEvent>,
-    ) -> Result<Vec<DomainEvent>> {
+    async fn react(&self, tx: &mut WriteTx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
         let total = events.len() as u64;
         let (mut orders, mut payments, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
         for event in events {
@@ -134,32 +117,20 @@ impl Reaction for OrderStatusProjection {
             })
             .await?;
         changed += self
-            .upsert(
-                tx,
-                &payments,
-                INSERT_PAYMENT,
-                ON_CONFLICT_PAYMENT,
-                |row, p| {
-                    row.push_bind(p.order_id.clone())
-                        .push_bind(p.payment_id.clone())
-                        .push_bind(p.status.as_str())
-                        .push_bind(p.version);
-                },
-            )
+            .upsert(tx, &payments, INSERT_PAYMENT, ON_CONFLICT_PAYMENT, |row, p| {
+                row.push_bind(p.order_id.clone())
+                    .push_bind(p.payment_id.clone())
+                    .push_bind(p.status.as_str())
+                    .push_bind(p.version);
+            })
             .await?;
         changed += self
-            .upsert(
-                tx,
-                &deliveries,
-                INSERT_DELIVERY,
-                ON_CONFLICT_DELIVERY,
-                |row, d| {
-                    row.push_bind(d.order_id.clone())
-                        .push_bind(d.delivery_id.clone())
-                        .push_bind(d.status.as_str())
-                        .push_bind(d.version);
-                },
-            )
+            .upsert(tx, &deliveries, INSERT_DELIVERY, ON_CONFLICT_DELIVERY, |row, d| {
+                row.push_bind(d.order_id.clone())
+                    .push_bind(d.delivery_id.clone())
+                    .push_bind(d.status.as_str())
+                    .push_bind(d.version);
+            })
             .await?;
         self.stats
             .stale_skipped

@@ -6,7 +6,9 @@
 //! commit order. A group has one member, which reads every partition; parallelism inside it
 //! comes from the consumer runtime's lanes.
 
-use super::{begin_write, fetch_json_rows, migrate, open, Schema, SqliteOptions};
+use super::{
+    begin_write, fetch_json_rows, insert_rows, migrate, open, open_readers, Schema, SqliteOptions,
+};
 use crate::SqlError;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,20 +27,13 @@ const PARTITIONS: &str =
     "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
 const CREATE_PARTITION: &str = "INSERT INTO tramline_log_partitions (topic, part, next_offset) \
      VALUES (?, ?, 0) ON CONFLICT DO NOTHING";
-/// Records per multi-row insert (9 parameters each).
-const APPEND_CHUNK: usize = 100;
-const ADVANCE: &str =
-    "UPDATE tramline_log_partitions SET next_offset = ? WHERE topic = ? AND part = ?";
-// Both fold their rows into one JSON array: see `fetch_json_rows`.
-const READ: &str = "SELECT json_group_array(json_array(log_offset, id, msg_key, json(headers), \
-     payload, created_at)) FROM (SELECT log_offset, id, msg_key, headers, payload, created_at \
-     FROM tramline_log WHERE topic = ? AND part = ? AND log_offset >= ? \
-     ORDER BY log_offset LIMIT ?)";
+// Folds its rows into one JSON array: see `fetch_json_rows`.
 const ALL_ENDS: &str =
     "SELECT json_group_array(json_array(topic, part, next_offset)) FROM tramline_log_partitions";
 
-/// A record as `READ` returns it.
-type StoredRecord = (i64, String, String, BTreeMap<String, String>, String, i64);
+/// A record as a poll reads it: index into the subscription's positions, offset, id, key,
+/// headers, payload, created at.
+type StoredRecord = (usize, i64, String, String, BTreeMap<String, String>, String, i64);
 const COMMITTED: &str =
     "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
 const COMMIT: &str =
@@ -50,7 +45,11 @@ const COMMIT: &str =
 /// The log: topics of partitions of records, in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteLog {
+    /// Writers (appends, offset commits): one connection, so they queue here instead of
+    /// spinning in SQLite's busy handler.
     pool: SqlitePool,
+    /// Readers (polls, lag): WAL lets them run beside the writer.
+    readers: SqlitePool,
     appended: Arc<Notify>,
 }
 
@@ -60,6 +59,7 @@ impl SqliteLog {
         let pool = open(path, options).await?;
         migrate(&pool, &[Schema::Log]).await?;
         Ok(SqliteLog {
+            readers: open_readers(path, options).await?,
             pool,
             appended: Arc::new(Notify::new()),
         })
@@ -99,7 +99,7 @@ impl SqliteLog {
     pub async fn partitions(&self, topic: &str) -> Result<Vec<i64>, SqlError> {
         let rows = sqlx::query(PARTITIONS)
             .bind(topic)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(SqlError::at(STORE, "read partitions"))?;
         Ok(rows.iter().map(|r| r.get::<i64, _>(1)).collect())
@@ -124,7 +124,7 @@ impl SqliteLog {
     async fn committed(&self, group: &str) -> Result<HashMap<(String, i32), i64>, SqlError> {
         let rows = sqlx::query(COMMITTED)
             .bind(group)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(SqlError::at(STORE, "read committed offsets"))?;
         Ok(rows
@@ -161,36 +161,43 @@ impl SqliteLog {
             touched.insert((m.topic.as_str(), part));
         }
         let now = tramline_core::envelope::now_ms();
-        for chunk in placed.chunks(APPEND_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO tramline_log (topic, part, log_offset, id, msg_key, headers, payload, \
-                 created_at, appended_at) ",
-            );
-            q.push_values(chunk, |mut row, (part, offset, m)| {
-                row.push_bind(m.topic.as_str())
+        insert_rows(
+            &mut tx,
+            STORE,
+            "append",
+            "INSERT INTO tramline_log (topic, part, log_offset, id, msg_key, headers, payload, \
+             created_at, appended_at) ",
+            "",
+            &placed,
+            |row, (part, offset, m)| {
+                row.push_bind(m.topic.clone())
                     .push_bind(*part)
                     .push_bind(*offset)
                     .push_bind(m.id.to_string())
-                    .push_bind(m.key.as_str())
+                    .push_bind(m.key.clone())
                     .push_bind(m.headers_json())
-                    .push_bind(m.payload.as_str())
+                    .push_bind(m.payload.clone())
                     .push_bind(m.created_at_ms)
                     .push_bind(now);
-            });
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(SqlError::at(STORE, "append"))?;
-        }
-        for (topic, part) in touched {
-            sqlx::query(ADVANCE)
-                .bind(next[topic][part as usize])
-                .bind(topic)
-                .bind(part)
-                .execute(&mut *tx)
-                .await
-                .map_err(SqlError::at(STORE, "advance partition"))?;
-        }
+            },
+        )
+        .await?;
+        let advanced: Vec<(&str, i32, i64)> = touched
+            .into_iter()
+            .map(|(topic, part)| (topic, part, next[topic][part as usize]))
+            .collect();
+        insert_rows(
+            &mut tx,
+            STORE,
+            "advance partitions",
+            "INSERT INTO tramline_log_partitions (topic, part, next_offset) ",
+            " ON CONFLICT (topic, part) DO UPDATE SET next_offset = excluded.next_offset",
+            &advanced,
+            |row, (topic, part, next)| {
+                row.push_bind(topic.to_string()).push_bind(*part).push_bind(*next);
+            },
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(SqlError::at(STORE, "commit append"))?;
@@ -244,9 +251,9 @@ pub struct SqliteSubscription {
 impl SqliteSubscription {
     async fn read(&mut self, max: usize) -> Result<Vec<Record>, Error> {
         // One cheap look at every partition's end first, so idle partitions cost no query.
-        let ends: HashMap<(String, i32), i64> = fetch_json_rows::<(String, i32, i64)>(
+        let ends: HashMap<(String, i32), i64> = fetch_json_rows::<(String, i32, i64), _>(
             sqlx::query(ALL_ENDS),
-            &self.log.pool,
+            &self.log.readers,
             STORE,
             "read partition ends",
         )
@@ -264,52 +271,61 @@ impl SqliteSubscription {
             })
             .collect();
         self.next_partition = (self.next_partition + 1) % n.max(1);
-        let per_partition = max.div_ceil(ready.len().max(1)).max(1);
-        let mut out = Vec::new();
-        for idx in ready {
-            if out.len() >= max {
-                break;
-            }
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        let per_partition = max.div_ceil(ready.len()).max(1) as i64;
+        // One statement for every ready partition: a UNION ALL of one ordered, limited read per
+        // partition, tagged with the partition's index in `positions`.
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT json_group_array(json_array(idx, log_offset, id, msg_key, json(headers), \
+             payload, created_at)) FROM (",
+        );
+        for (n, &idx) in ready.iter().enumerate() {
             let (topic, part, at) = &self.positions[idx];
-            let limit = per_partition.min(max - out.len());
-            let mut rows: Vec<StoredRecord> = fetch_json_rows(
-                sqlx::query(READ)
-                    .bind(topic)
-                    .bind(part)
-                    .bind(at)
-                    .bind(limit as i64),
-                &self.log.pool,
-                STORE,
-                "read records",
-            )
-            .await?;
-            // The aggregate's order follows the subquery's in practice; sorting makes it certain.
-            rows.sort_unstable_by_key(|r| r.0);
-            let mut last = None;
-            for (offset, id, key, headers, payload, created_at_ms) in rows {
-                out.push(Record {
-                    envelope: Envelope {
-                        id: id.parse().map_err(|e| Error::Store {
-                            store: STORE,
-                            operation: "decode record",
-                            transient: false,
-                            source: format!("{topic}/{part}@{offset}: message id {id:?}: {e}")
-                                .into(),
-                        })?,
-                        topic: topic.clone(),
-                        key,
-                        headers,
-                        payload,
-                        created_at_ms,
-                    },
-                    partition: *part,
-                    offset,
-                });
-                last = Some(offset);
+            if n > 0 {
+                q.push(" UNION ALL ");
             }
-            if let Some(last) = last {
-                self.positions[idx].2 = last + 1;
-            }
+            q.push("SELECT * FROM (SELECT ")
+                .push_bind(idx as i64)
+                .push(" AS idx, log_offset, id, msg_key, headers, payload, created_at \
+                       FROM tramline_log WHERE topic = ")
+                .push_bind(topic.clone())
+                .push(" AND part = ")
+                .push_bind(*part)
+                .push(" AND log_offset >= ")
+                .push_bind(*at)
+                .push(" ORDER BY log_offset LIMIT ")
+                .push_bind(per_partition)
+                .push(")");
+        }
+        q.push(")");
+        let mut rows: Vec<StoredRecord> =
+            fetch_json_rows(q.build(), &self.log.readers, STORE, "read records").await?;
+        // The aggregate's order follows the subqueries' in practice; sorting makes it certain.
+        rows.sort_unstable_by_key(|r| (r.0, r.1));
+        let mut out = Vec::with_capacity(rows.len());
+        for (idx, offset, id, key, headers, payload, created_at_ms) in rows {
+            let (topic, part, at) = &mut self.positions[idx];
+            let id = id.parse().map_err(|e| Error::Store {
+                store: STORE,
+                operation: "decode record",
+                transient: false,
+                source: format!("{topic}/{part}@{offset}: message id {id:?}: {e}").into(),
+            })?;
+            *at = offset + 1;
+            out.push(Record {
+                envelope: Envelope {
+                    id,
+                    topic: topic.clone(),
+                    key,
+                    headers,
+                    payload,
+                    created_at_ms,
+                },
+                partition: *part,
+                offset,
+            });
         }
         Ok(out)
     }
@@ -331,7 +347,7 @@ impl Subscription for SqliteSubscription {
     }
 
     async fn commit(&self, positions: &[CommitPosition]) -> Result<(), Error> {
-        let mut tx = begin_write(&self.log.pool, STORE).await?;
+        let mut tx = begin_write(&self.log.readers, STORE).await?;
         let now = tramline_core::envelope::now_ms();
         for p in positions {
             sqlx::query(COMMIT)

@@ -15,7 +15,8 @@ pub use outbox::SqliteOutbox;
 
 use crate::SqlError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,8 +26,13 @@ pub type WriteTx = Transaction<'static, Sqlite>;
 /// How to open a SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Connections in the pool (readers and writers; writers still go one at a time).
+    /// Connections in a store's main pool. SQLite has one writer at a time; with one
+    /// connection, writers of this process queue in the pool rather than sleeping in SQLite's
+    /// busy handler.
     pub max_connections: u32,
+    /// Connections of a separate read-only pool, for stores whose readers should not queue
+    /// behind writers (the log's polls).
+    pub readers: u32,
     /// How long a writer waits for the lock before failing with a transient busy error.
     pub busy_timeout: Duration,
 }
@@ -35,6 +41,7 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             max_connections: 1,
+            readers: 4,
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -54,6 +61,15 @@ pub enum Schema {
 
 /// Opens (creating if missing) the SQLite file at `path` in WAL mode.
 pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, SqlError> {
+    pool(path, options, options.max_connections).await
+}
+
+/// A second pool on an opened file for readers only; in WAL mode they never wait for writers.
+pub async fn open_readers(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, SqlError> {
+    pool(path, options, options.readers).await
+}
+
+async fn pool(path: &Path, options: &SqliteOptions, size: u32) -> Result<SqlitePool, SqlError> {
     let connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -66,7 +82,7 @@ pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, Sq
         .pragma("temp_store", "memory")
         .pragma("cache_size", "-4096");
     SqlitePoolOptions::new()
-        .max_connections(options.max_connections.max(1))
+        .max_connections(size.max(1))
         .connect_with(connect)
         .await
         .map_err(SqlError::at("sqlite", "open database"))
@@ -105,25 +121,55 @@ pub async fn run_migrator(
 ///
 /// sqlx's SQLite driver hands every result row across from its worker thread on its own;
 /// folding a batch into one `json_group_array` row makes the whole batch cross once, which is
-/// what makes batched reads of the log and the outbox cheap.
-pub(crate) async fn fetch_json_rows<'q, T: serde::de::DeserializeOwned>(
+/// what makes batched reads cheap.
+pub async fn fetch_json_rows<'q, 'c, T, E>(
     query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    pool: &SqlitePool,
+    executor: E,
     store: &'static str,
     operation: &'static str,
-) -> Result<Vec<T>, tramline_core::Error> {
+) -> Result<Vec<T>, SqlError>
+where
+    T: serde::de::DeserializeOwned,
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
     use sqlx::Row;
     let row = query
-        .fetch_one(pool)
+        .fetch_one(executor)
         .await
         .map_err(SqlError::at(store, operation))?;
     let json: &str = row.try_get(0).map_err(SqlError::at(store, operation))?;
-    serde_json::from_str(json).map_err(|e| tramline_core::Error::Store {
-        store,
-        operation,
-        transient: false,
-        source: format!("stored batch does not decode: {e}").into(),
-    })
+    serde_json::from_str(json)
+        .map_err(|e| SqlError::new(store, operation, sqlx::Error::Decode(Box::new(e))))
+}
+
+/// Rows per multi-row statement: few statements per batch, well under SQLite's parameter limit.
+pub const ROWS_PER_STATEMENT: usize = 100;
+
+/// Writes `rows` with as few multi-row statements as possible: `insert` is the statement up to
+/// `VALUES` (exclusive), `suffix` what follows the values (e.g. `ON CONFLICT …`), and `bind`
+/// pushes one row's values. Returns the rows the statements changed.
+pub async fn insert_rows<T>(
+    conn: &mut SqliteConnection,
+    store: &'static str,
+    operation: &'static str,
+    insert: &'static str,
+    suffix: &'static str,
+    rows: &[T],
+    bind: impl Fn(&mut Separated<'_, '_, Sqlite, &'static str>, &T),
+) -> Result<u64, SqlError> {
+    let mut changed = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(insert);
+        q.push_values(chunk, |mut row, item| bind(&mut row, item));
+        q.push(suffix);
+        changed += q
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(SqlError::at(store, operation))?
+            .rows_affected();
+    }
+    Ok(changed)
 }
 
 /// Starts a write transaction that holds the write lock from its first statement.

@@ -1,8 +1,8 @@
 //! The SQLite outbox: appended to inside the service's own transaction, drained by the relay.
 
-use super::{begin_write, fetch_json_rows, WriteTx};
+use super::{begin_write, fetch_json_rows, insert_rows, WriteTx};
 use crate::SqlError;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::SqlitePool;
 use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tramline_core::ports::{Outbox, OutboxBatch};
@@ -10,8 +10,6 @@ use tramline_core::{Envelope, Error};
 
 const STORE: &str = "outbox";
 
-/// Messages per multi-row insert (6 parameters each).
-const APPEND_CHUNK: usize = 150;
 // Folds the batch into one JSON array: see `fetch_json_rows`.
 const FETCH: &str = "SELECT json_group_array(json_array(seq, id, topic, msg_key, json(headers), \
      payload, created_at)) FROM (SELECT seq, id, topic, msg_key, headers, payload, created_at \
@@ -50,23 +48,23 @@ impl SqliteOutbox {
 
     /// Adds messages inside the caller's transaction, so they commit with its state change.
     pub async fn append(tx: &mut WriteTx, messages: &[Envelope]) -> Result<(), SqlError> {
-        for chunk in messages.chunks(APPEND_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO tramline_outbox (id, topic, msg_key, headers, payload, created_at) ",
-            );
-            q.push_values(chunk, |mut row, m| {
+        insert_rows(
+            tx,
+            STORE,
+            "append",
+            "INSERT INTO tramline_outbox (id, topic, msg_key, headers, payload, created_at) ",
+            "",
+            messages,
+            |row, m| {
                 row.push_bind(m.id.to_string())
-                    .push_bind(m.topic.as_str())
-                    .push_bind(m.key.as_str())
+                    .push_bind(m.topic.clone())
+                    .push_bind(m.key.clone())
                     .push_bind(m.headers_json())
-                    .push_bind(m.payload.as_str())
+                    .push_bind(m.payload.clone())
                     .push_bind(m.created_at_ms);
-            });
-            q.build()
-                .execute(&mut **tx)
-                .await
-                .map_err(SqlError::at(STORE, "append"))?;
-        }
+            },
+        )
+        .await?;
         Ok(())
     }
 
