@@ -103,6 +103,8 @@ struct Report {
     duplicate_key_errors: u64,
     parked: i64,
     retries: u64,
+    relay_batches: u64,
+    view_batches: u64,
     elapsed_ms: u64,
     events_per_sec: f64,
     correct: bool,
@@ -486,6 +488,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         duplicate_key_errors,
         parked,
         retries: view_stats.retries.load(Ordering::Relaxed),
+        relay_batches: relays
+            .iter()
+            .map(|r| r.batches.load(Ordering::Relaxed))
+            .sum(),
+        view_batches: view_stats.batches.load(Ordering::Relaxed),
         elapsed_ms: settled.as_millis() as u64,
         events_per_sec: applied as f64 / settled.as_secs_f64().max(1e-9),
         correct: verification.is_correct() && duplicate_key_errors == 0 && parked == 0,

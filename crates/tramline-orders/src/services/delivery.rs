@@ -77,16 +77,17 @@ impl DeliveryService {
     }
 
     async fn advance_one(&self, delivery_id: &str, step: DeliveryStep) -> Result<Delivery> {
-        let mut outcomes = self
-            .advance_many(&[(delivery_id.to_owned(), step)])
-            .await?;
+        let mut outcomes = self.advance_many(&[(delivery_id.to_owned(), step)]).await?;
         outcomes.pop().expect("one outcome per step")
     }
 
     /// Moves many deliveries along in one transaction, in the given order (one delivery may
     /// appear twice, to start and then complete it). A step the state machine refuses, or an
     /// unknown id, gets its own error and changes nothing; a store error fails them all.
-    pub async fn advance_many(&self, steps: &[(String, DeliveryStep)]) -> Result<Vec<Result<Delivery>>> {
+    pub async fn advance_many(
+        &self,
+        steps: &[(String, DeliveryStep)],
+    ) -> Result<Vec<Result<Delivery>>> {
         let mut tx = self.db.begin(STORE).await?;
         let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
         let mut deliveries = load(&mut tx, LOAD_BY_ID, &ids, |d| &d.delivery_id).await?;
@@ -161,13 +162,21 @@ fn not_found(id: &str) -> OrderSystemError {
 
 async fn save(conn: &mut SqliteConnection, deliveries: &[&Delivery]) -> Result<()> {
     let now = tramline_core::envelope::now_ms();
-    insert_rows(conn, STORE, "save deliveries", SAVE, ON_CONFLICT, deliveries, |row, d| {
-        row.push_bind(d.delivery_id.clone())
-            .push_bind(d.order_id.clone())
-            .push_bind(d.status.as_str())
-            .push_bind(d.version)
-            .push_bind(now);
-    })
+    insert_rows(
+        conn,
+        STORE,
+        "save deliveries",
+        SAVE,
+        ON_CONFLICT,
+        deliveries,
+        |row, d| {
+            row.push_bind(d.delivery_id.clone())
+                .push_bind(d.order_id.clone())
+                .push_bind(d.status.as_str())
+                .push_bind(d.version)
+                .push_bind(now);
+        },
+    )
     .await?;
     Ok(())
 }

@@ -30,7 +30,8 @@ const PAGE: &str = concat!(
     order_json!(),
     " FROM (SELECT * FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?)"
 );
-const SAVE: &str = "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
+const SAVE: &str =
+    "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
      shipping_address, status, version, updated_at) ";
 const ON_CONFLICT: &str = " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
      version = excluded.version, updated_at = excluded.updated_at";
@@ -138,17 +139,25 @@ fn not_found(order_id: &str) -> OrderSystemError {
 
 async fn save(conn: &mut SqliteConnection, orders: &[&Order]) -> Result<()> {
     let now = tramline_core::envelope::now_ms();
-    insert_rows(conn, STORE, "save orders", SAVE, ON_CONFLICT, orders, |row, o| {
-        row.push_bind(o.order_id.clone())
-            .push_bind(o.customer_id.clone())
-            .push_bind(o.product_id.clone())
-            .push_bind(o.quantity)
-            .push_bind(o.amount_cents)
-            .push_bind(o.shipping_address.clone())
-            .push_bind(o.status.as_str())
-            .push_bind(o.version)
-            .push_bind(now);
-    })
+    insert_rows(
+        conn,
+        STORE,
+        "save orders",
+        SAVE,
+        ON_CONFLICT,
+        orders,
+        |row, o| {
+            row.push_bind(o.order_id.clone())
+                .push_bind(o.customer_id.clone())
+                .push_bind(o.product_id.clone())
+                .push_bind(o.quantity)
+                .push_bind(o.amount_cents)
+                .push_bind(o.shipping_address.clone())
+                .push_bind(o.status.as_str())
+                .push_bind(o.version)
+                .push_bind(now);
+        },
+    )
     .await?;
     Ok(())
 }

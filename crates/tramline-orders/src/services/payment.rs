@@ -87,7 +87,10 @@ impl PaymentService {
     /// Decides many payments in one transaction, in order. A decision the state machine
     /// refuses, or an unknown id, gets its own error and changes nothing; a store error fails
     /// them all.
-    pub async fn decide_many(&self, decisions: &[(String, Decision)]) -> Result<Vec<Result<Payment>>> {
+    pub async fn decide_many(
+        &self,
+        decisions: &[(String, Decision)],
+    ) -> Result<Vec<Result<Payment>>> {
         let mut tx = self.db.begin(STORE).await?;
         let ids: Vec<&str> = decisions.iter().map(|(id, _)| id.as_str()).collect();
         let mut payments = load(&mut tx, LOAD_BY_ID, &ids, |p| &p.payment_id).await?;
@@ -162,14 +165,22 @@ fn not_found(id: &str) -> OrderSystemError {
 
 async fn save(conn: &mut SqliteConnection, payments: &[&Payment]) -> Result<()> {
     let now = tramline_core::envelope::now_ms();
-    insert_rows(conn, STORE, "save payments", SAVE, ON_CONFLICT, payments, |row, p| {
-        row.push_bind(p.payment_id.clone())
-            .push_bind(p.order_id.clone())
-            .push_bind(p.amount_cents)
-            .push_bind(p.status.as_str())
-            .push_bind(p.version)
-            .push_bind(now);
-    })
+    insert_rows(
+        conn,
+        STORE,
+        "save payments",
+        SAVE,
+        ON_CONFLICT,
+        payments,
+        |row, p| {
+            row.push_bind(p.payment_id.clone())
+                .push_bind(p.order_id.clone())
+                .push_bind(p.amount_cents)
+                .push_bind(p.status.as_str())
+                .push_bind(p.version)
+                .push_bind(now);
+        },
+    )
     .await?;
     Ok(())
 }
@@ -185,9 +196,10 @@ impl Reaction for PaymentReaction {
         let relevant: Vec<_> = events
             .into_iter()
             .filter_map(|e| match e {
-                DomainEvent::Order(t @ (OrderEventType::Created | OrderEventType::Cancelled), o) => {
-                    Some((t, o))
-                }
+                DomainEvent::Order(
+                    t @ (OrderEventType::Created | OrderEventType::Cancelled),
+                    o,
+                ) => Some((t, o)),
                 _ => None,
             })
             .collect();
@@ -204,7 +216,8 @@ impl Reaction for PaymentReaction {
                 if payments.by_key.contains_key(id) {
                     continue; // already has its payment
                 }
-                let (payment, created) = Payment::for_order(new_id(), id.to_owned(), order.amount_cents);
+                let (payment, created) =
+                    Payment::for_order(new_id(), id.to_owned(), order.amount_cents);
                 emitted.push(DomainEvent::Payment(created, payment.clone()));
                 payments.by_key.insert(id.to_owned(), payment);
                 payments.touch(id);

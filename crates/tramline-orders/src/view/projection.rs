@@ -77,14 +77,24 @@ impl OrderStatusProjection {
             return Ok(0);
         }
         let now = tramline_core::envelope::now_ms();
-        insert_rows(tx, STORE, "upsert", insert, on_conflict, rows, |row, item| {
-            bind(row, item);
-            row.push_bind(now);
-        })
+        insert_rows(
+            tx,
+            STORE,
+            "upsert",
+            insert,
+            on_conflict,
+            rows,
+            |row, item| {
+                bind(row, item);
+                row.push_bind(now);
+            },
+        )
         .await
         .map_err(|e| {
             if e.is_duplicate() {
-                self.stats.duplicate_key_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .duplicate_key_errors
+                    .fetch_add(1, Ordering::Relaxed);
             }
             e.into()
         })
@@ -117,20 +127,32 @@ impl Reaction for OrderStatusProjection {
             })
             .await?;
         changed += self
-            .upsert(tx, &payments, INSERT_PAYMENT, ON_CONFLICT_PAYMENT, |row, p| {
-                row.push_bind(p.order_id.clone())
-                    .push_bind(p.payment_id.clone())
-                    .push_bind(p.status.as_str())
-                    .push_bind(p.version);
-            })
+            .upsert(
+                tx,
+                &payments,
+                INSERT_PAYMENT,
+                ON_CONFLICT_PAYMENT,
+                |row, p| {
+                    row.push_bind(p.order_id.clone())
+                        .push_bind(p.payment_id.clone())
+                        .push_bind(p.status.as_str())
+                        .push_bind(p.version);
+                },
+            )
             .await?;
         changed += self
-            .upsert(tx, &deliveries, INSERT_DELIVERY, ON_CONFLICT_DELIVERY, |row, d| {
-                row.push_bind(d.order_id.clone())
-                    .push_bind(d.delivery_id.clone())
-                    .push_bind(d.status.as_str())
-                    .push_bind(d.version);
-            })
+            .upsert(
+                tx,
+                &deliveries,
+                INSERT_DELIVERY,
+                ON_CONFLICT_DELIVERY,
+                |row, d| {
+                    row.push_bind(d.order_id.clone())
+                        .push_bind(d.delivery_id.clone())
+                        .push_bind(d.status.as_str())
+                        .push_bind(d.version);
+                },
+            )
             .await?;
         self.stats
             .stale_skipped

@@ -33,7 +33,15 @@ const ALL_ENDS: &str =
 
 /// A record as a poll reads it: index into the subscription's positions, offset, id, key,
 /// headers, payload, created at.
-type StoredRecord = (usize, i64, String, String, BTreeMap<String, String>, String, i64);
+type StoredRecord = (
+    usize,
+    i64,
+    String,
+    String,
+    BTreeMap<String, String>,
+    String,
+    i64,
+);
 const COMMITTED: &str =
     "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
 const COMMIT: &str =
@@ -194,7 +202,9 @@ impl SqliteLog {
             " ON CONFLICT (topic, part) DO UPDATE SET next_offset = excluded.next_offset",
             &advanced,
             |row, (topic, part, next)| {
-                row.push_bind(topic.to_string()).push_bind(*part).push_bind(*next);
+                row.push_bind(topic.to_string())
+                    .push_bind(*part)
+                    .push_bind(*next);
             },
         )
         .await?;
@@ -288,8 +298,10 @@ impl SqliteSubscription {
             }
             q.push("SELECT * FROM (SELECT ")
                 .push_bind(idx as i64)
-                .push(" AS idx, log_offset, id, msg_key, headers, payload, created_at \
-                       FROM tramline_log WHERE topic = ")
+                .push(
+                    " AS idx, log_offset, id, msg_key, headers, payload, created_at \
+                       FROM tramline_log WHERE topic = ",
+                )
                 .push_bind(topic.clone())
                 .push(" AND part = ")
                 .push_bind(*part)

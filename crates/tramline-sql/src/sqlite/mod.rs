@@ -14,8 +14,8 @@ pub use log::{SqliteLog, SqliteSubscription};
 pub use outbox::SqliteOutbox;
 
 use crate::SqlError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::query_builder::Separated;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::path::Path;
 use std::time::Duration;
@@ -79,6 +79,7 @@ async fn pool(path: &Path, options: &SqliteOptions, size: u32) -> Result<SqliteP
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(options.busy_timeout)
         .foreign_keys(true)
+        .statement_cache_capacity(STATEMENT_CACHE)
         .pragma("temp_store", "memory")
         .pragma("cache_size", "-4096");
     SqlitePoolOptions::new()
@@ -141,6 +142,11 @@ where
     serde_json::from_str(json)
         .map_err(|e| SqlError::new(store, operation, sqlx::Error::Decode(Box::new(e))))
 }
+
+/// Prepared statements kept per connection. Multi-row statements differ by their row count,
+/// so a store uses a few hundred distinct statements; re-preparing them costs more than
+/// keeping them.
+const STATEMENT_CACHE: usize = 1024;
 
 /// Rows per multi-row statement: few statements per batch, well under SQLite's parameter limit.
 pub const ROWS_PER_STATEMENT: usize = 100;
