@@ -26,7 +26,7 @@ use tramline_orders::scenario::{Fate, Operator, Scenario};
 use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
 use tramline_orders::services::order::{self, OrderReaction, OrderService};
 use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
-use tramline_orders::services::{ServiceDb, Subscriber};
+use tramline_orders::services::{Reaction, ServiceDb, Subscriber};
 use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
 use tramline_orders::view::verify::{verify_stores, Verification};
@@ -185,35 +185,63 @@ fn groups() -> [(&'static str, Vec<String>); 5] {
 
 type Tasks = JoinSet<(String, Result<(), tramline_core::Error>)>;
 
-/// Subscribes `handler` as `group` and runs it until `cancel`.
-async fn spawn_consumer<H: Handler>(
-    tasks: &mut Tasks,
-    bus: &Duplicating<SqliteLog>,
-    group: &'static str,
-    handler: Arc<H>,
-    config: ConsumerConfig,
-    shuffle: bool,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Arc<ConsumerStats>> {
-    let topics = groups()
-        .into_iter()
-        .find(|(g, _)| *g == group)
-        .map(|(_, t)| t)
-        .expect("every demo group is listed in groups()");
-    let subscription = bus
-        .subscribe(group, &topics)
-        .await
-        .with_context(|| format!("while subscribing {group}"))?;
-    let runtime = ConsumerRuntime::new(handler, config);
-    let stats = runtime.stats();
-    let cancel = cancel.clone();
-    tasks.spawn(async move {
-        let r = runtime
-            .run(Shuffled::new(subscription, shuffle), cancel)
-            .await;
-        (group.to_owned(), r)
-    });
-    Ok(stats)
+/// Starts the run's consumers and keeps what is needed to stop and audit them.
+struct Consumers<'a> {
+    tasks: &'a mut Tasks,
+    bus: &'a Duplicating<SqliteLog>,
+    cancel: &'a CancellationToken,
+    /// Every consumer's inbox and its database, to count parked messages afterwards.
+    inboxes: Vec<(Inbox, sqlx::SqlitePool)>,
+}
+
+impl Consumers<'_> {
+    /// Subscribes `handler` as `group` and runs it until cancelled.
+    async fn spawn<H: Handler>(
+        &mut self,
+        group: &'static str,
+        handler: Arc<H>,
+        config: ConsumerConfig,
+        shuffle: bool,
+    ) -> anyhow::Result<Arc<ConsumerStats>> {
+        let topics = groups()
+            .into_iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, t)| t)
+            .expect("every demo group is listed in groups()");
+        let subscription = self
+            .bus
+            .subscribe(group, &topics)
+            .await
+            .with_context(|| format!("while subscribing {group}"))?;
+        let runtime = ConsumerRuntime::new(handler, config);
+        let stats = runtime.stats();
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let r = runtime
+                .run(Shuffled::new(subscription, shuffle), cancel)
+                .await;
+            (group.to_owned(), r)
+        });
+        Ok(stats)
+    }
+
+    /// Runs `reaction` as consumer group `group` on the service database `db`.
+    async fn service<R: Reaction>(
+        &mut self,
+        group: &'static str,
+        db: &ServiceDb,
+        reaction: R,
+        config: ConsumerConfig,
+        shuffle: bool,
+    ) -> anyhow::Result<(Arc<Subscriber<R>>, Arc<ConsumerStats>)> {
+        let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
+        self.inboxes
+            .push((handler.inbox().clone(), db.pool.clone()));
+        let stats = self
+            .spawn(group, Arc::clone(&handler), config, shuffle)
+            .await?;
+        Ok((handler, stats))
+    }
 }
 
 /// The view's handler in either strategy, for its counters after the run.
@@ -227,13 +255,6 @@ impl ViewHandler {
         match self {
             ViewHandler::Upsert(s) => s.reaction().stats(),
             ViewHandler::Naive(n) => n.stats(),
-        }
-    }
-
-    fn inbox(&self) -> &Inbox {
-        match self {
-            ViewHandler::Upsert(s) => s.inbox(),
-            ViewHandler::Naive(n) => n.inbox(),
         }
     }
 }
@@ -273,113 +294,79 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tasks.spawn(async move { (format!("{name} relay"), relay.run(cancel).await) });
     }
 
-    let service = |db: &ServiceDb, name: &str| (db.clone(), name.to_owned());
-    let mut all_inboxes: Vec<(Inbox, sqlx::SqlitePool)> = Vec::new();
+    let mut consumers = Consumers {
+        tasks: &mut tasks,
+        bus: &sys.bus,
+        cancel: &cancel,
+        inboxes: Vec::new(),
+    };
     let services = ConsumerConfig::default();
-    {
-        let (db, name) = service(sys.payments.db(), "payment-service");
-        let h = Arc::new(Subscriber::new(db.clone(), &name, PaymentReaction));
-        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(
-            &mut tasks,
-            &sys.bus,
+    consumers
+        .service(
             "payment-service",
-            h,
+            sys.payments.db(),
+            PaymentReaction,
             services.clone(),
             false,
-            &cancel,
         )
         .await?;
-        let (db, name) = service(sys.deliveries.db(), "delivery-service");
-        let h = Arc::new(Subscriber::new(db.clone(), &name, DeliveryReaction));
-        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(
-            &mut tasks,
-            &sys.bus,
+    consumers
+        .service(
             "delivery-service",
-            h,
+            sys.deliveries.db(),
+            DeliveryReaction,
             services.clone(),
             false,
-            &cancel,
         )
         .await?;
-        let (db, name) = service(sys.orders.db(), "order-service");
-        let h = Arc::new(Subscriber::new(db.clone(), &name, OrderReaction));
-        all_inboxes.push((h.inbox().clone(), db.pool.clone()));
-        spawn_consumer(
-            &mut tasks,
-            &sys.bus,
+    consumers
+        .service(
             "order-service",
-            h,
+            sys.orders.db(),
+            OrderReaction,
             services.clone(),
             false,
-            &cancel,
         )
         .await?;
-    }
     let scenario = Scenario::default();
-    let operator = Arc::new(Operator::new(
-        scenario,
-        sys.payments.clone(),
-        sys.deliveries.clone(),
-    ));
-    spawn_consumer(
-        &mut tasks,
-        &sys.bus,
-        "operator",
-        operator,
-        services.clone(),
-        false,
-        &cancel,
-    )
-    .await?;
+    let operator = Operator::new(scenario, sys.payments.clone(), sys.deliveries.clone());
+    consumers
+        .spawn("operator", Arc::new(operator), services, false)
+        .await?;
 
     let mut view_config = ConsumerConfig {
         workers: args.consumers,
         ..ConsumerConfig::default()
     };
-    let view_handler = match args.strategy {
+    let view = "order-status-view";
+    let (view_handler, view_stats) = match args.strategy {
         Strategy::Upsert => {
-            let h = Arc::new(Subscriber::new(
-                sys.view_db.clone(),
-                "order-status-view",
-                OrderStatusProjection::default(),
-            ));
-            let stats = spawn_consumer(
-                &mut tasks,
-                &sys.bus,
-                "order-status-view",
-                Arc::clone(&h),
-                view_config,
-                args.shuffle,
-                &cancel,
-            )
-            .await?;
+            let (h, stats) = consumers
+                .service(
+                    view,
+                    &sys.view_db,
+                    OrderStatusProjection::default(),
+                    view_config,
+                    args.shuffle,
+                )
+                .await?;
             (ViewHandler::Upsert(h), stats)
         }
         Strategy::Naive => {
             // The seed: one consumer thread per topic, one event at a time.
             view_config.lane_by = LaneBy::Topic;
             view_config.batch_max = 1;
-            let h = Arc::new(NaiveProjection::new(
-                sys.view_db.clone(),
-                "order-status-view",
-            ));
-            let stats = spawn_consumer(
-                &mut tasks,
-                &sys.bus,
-                "order-status-view",
-                Arc::clone(&h),
-                view_config,
-                args.shuffle,
-                &cancel,
-            )
-            .await?;
+            let h = Arc::new(NaiveProjection::new(sys.view_db.clone(), view));
+            consumers
+                .inboxes
+                .push((h.inbox().clone(), sys.view_db.pool.clone()));
+            let stats = consumers
+                .spawn(view, Arc::clone(&h), view_config, args.shuffle)
+                .await?;
             (ViewHandler::Naive(h), stats)
         }
     };
-    let (view_handler, view_stats) = view_handler;
-    all_inboxes.push((view_handler.inbox().clone(), sys.view_db.pool.clone()));
+    let all_inboxes = consumers.inboxes;
 
     let progress = if args.json {
         ProgressBar::hidden()

@@ -1,14 +1,15 @@
 //! The delivery service: opens a delivery for every approved payment, and starts and completes
 //! it by command.
 
-use super::{load_many, new_id, Loaded, Reaction, ServiceDb};
-use crate::domain::delivery::Delivery;
+use super::{
+    command_many, command_one, get, load, new_id, read_sorted, Reaction, ServiceDb, Stored,
+};
+use crate::domain::delivery::{Delivery, DeliveryEventType};
 use crate::domain::payment::PaymentEventType;
-use crate::error::{OrderSystemError, Result};
+use crate::error::Result;
 use crate::events::DomainEvent;
 use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{fetch_json_rows, insert_rows, WriteTx};
-use tramline_sql::SqlError;
+use tramline_sql::sqlite::{insert_rows, WriteTx};
 
 const STORE: &str = "delivery service";
 
@@ -68,17 +69,12 @@ impl DeliveryService {
 
     /// Starts a READY delivery → `DeliveryStarted`.
     pub async fn start(&self, delivery_id: &str) -> Result<Delivery> {
-        self.advance_one(delivery_id, DeliveryStep::Start).await
+        command_one(&self.db, delivery_id, DeliveryStep::Start, advance).await
     }
 
     /// Completes a STARTED delivery → `DeliveryCompleted`.
     pub async fn complete(&self, delivery_id: &str) -> Result<Delivery> {
-        self.advance_one(delivery_id, DeliveryStep::Complete).await
-    }
-
-    async fn advance_one(&self, delivery_id: &str, step: DeliveryStep) -> Result<Delivery> {
-        let mut outcomes = self.advance_many(&[(delivery_id.to_owned(), step)]).await?;
-        outcomes.pop().expect("one outcome per step")
+        command_one(&self.db, delivery_id, DeliveryStep::Complete, advance).await
     }
 
     /// Moves many deliveries along in one transaction, in the given order (one delivery may
@@ -88,97 +84,62 @@ impl DeliveryService {
         &self,
         steps: &[(String, DeliveryStep)],
     ) -> Result<Vec<Result<Delivery>>> {
-        let mut tx = self.db.begin(STORE).await?;
-        let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
-        let mut deliveries = load(&mut tx, LOAD_BY_ID, &ids, |d| &d.delivery_id).await?;
-        let mut outcomes = Vec::with_capacity(steps.len());
-        let mut events = Vec::new();
-        for (delivery_id, step) in steps {
-            let Some(delivery) = deliveries.by_key.get_mut(delivery_id) else {
-                outcomes.push(Err(not_found(delivery_id)));
-                continue;
-            };
-            let advanced = match step {
-                DeliveryStep::Start => delivery.start(),
-                DeliveryStep::Complete => delivery.complete(),
-            };
-            outcomes.push(advanced.map(|event| {
-                events.push(DomainEvent::Delivery(event, delivery.clone()));
-                delivery.clone()
-            }));
-            if outcomes.last().is_some_and(Result::is_ok) {
-                deliveries.touch(delivery_id);
-            }
-        }
-        save(&mut tx, &deliveries.changed()).await?;
-        self.db.commit(tx, STORE, &events).await?;
-        Ok(outcomes)
+        command_many(&self.db, steps, advance).await
     }
 
     /// The delivery with this id.
     pub async fn get(&self, delivery_id: &str) -> Result<Delivery> {
-        let mut conn = self
-            .db
-            .pool
-            .acquire()
-            .await
-            .map_err(SqlError::at(STORE, "acquire"))?;
-        load(&mut conn, LOAD_BY_ID, &[delivery_id], |d| &d.delivery_id)
-            .await?
-            .by_key
-            .remove(delivery_id)
-            .ok_or_else(|| not_found(delivery_id))
+        get(&self.db, delivery_id).await
     }
 
     /// The deliveries of orders with ids in (`after`, `upto`], in order id order.
     pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Delivery>> {
-        let mut deliveries: Vec<Delivery> = fetch_json_rows(
-            sqlx::query(RANGE).bind(after).bind(upto),
-            &self.db.pool,
+        let query = sqlx::query(RANGE).bind(after).bind(upto);
+        read_sorted(&self.db, query, |d: &Delivery| &d.order_id).await
+    }
+}
+
+fn advance(delivery: &mut Delivery, step: DeliveryStep) -> Result<DeliveryEventType> {
+    match step {
+        DeliveryStep::Start => delivery.start(),
+        DeliveryStep::Complete => delivery.complete(),
+    }
+}
+
+impl Stored for Delivery {
+    const ENTITY: &'static str = "delivery";
+    const STORE: &'static str = STORE;
+    const LOAD_BY_ID: &'static str = LOAD_BY_ID;
+    type EventType = DeliveryEventType;
+
+    fn id(&self) -> &str {
+        &self.delivery_id
+    }
+
+    fn announce(&self, event: DeliveryEventType) -> DomainEvent {
+        DomainEvent::Delivery(event, self.clone())
+    }
+
+    async fn save(conn: &mut SqliteConnection, deliveries: &[&Delivery]) -> Result<()> {
+        let now = tramline_core::envelope::now_ms();
+        insert_rows(
+            conn,
             STORE,
-            "read deliveries",
+            "save deliveries",
+            SAVE,
+            ON_CONFLICT,
+            deliveries,
+            |row, d| {
+                row.push_bind(d.delivery_id.clone())
+                    .push_bind(d.order_id.clone())
+                    .push_bind(d.status.as_str())
+                    .push_bind(d.version)
+                    .push_bind(now);
+            },
         )
         .await?;
-        deliveries.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-        Ok(deliveries)
+        Ok(())
     }
-}
-
-async fn load(
-    conn: &mut SqliteConnection,
-    select: &'static str,
-    ids: &[&str],
-    key: fn(&Delivery) -> &str,
-) -> Result<Loaded<Delivery>> {
-    Ok(Loaded::new(load_many(conn, STORE, select, ids).await?, key))
-}
-
-fn not_found(id: &str) -> OrderSystemError {
-    OrderSystemError::NotFound {
-        entity: "delivery",
-        id: id.to_owned(),
-    }
-}
-
-async fn save(conn: &mut SqliteConnection, deliveries: &[&Delivery]) -> Result<()> {
-    let now = tramline_core::envelope::now_ms();
-    insert_rows(
-        conn,
-        STORE,
-        "save deliveries",
-        SAVE,
-        ON_CONFLICT,
-        deliveries,
-        |row, d| {
-            row.push_bind(d.delivery_id.clone())
-                .push_bind(d.order_id.clone())
-                .push_bind(d.status.as_str())
-                .push_bind(d.version)
-                .push_bind(now);
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// How deliveries follow payments.
@@ -201,18 +162,18 @@ impl Reaction for DeliveryReaction {
         }
         let ids: Vec<&str> = approved.iter().map(String::as_str).collect();
         // Keyed by order id: one delivery per order.
-        let mut deliveries = load(tx, LOAD_BY_ORDER, &ids, |d| &d.order_id).await?;
+        let mut deliveries = load::<Delivery>(tx, LOAD_BY_ORDER, &ids, |d| &d.order_id).await?;
         let mut emitted = Vec::new();
         for order_id in &approved {
             if deliveries.by_key.contains_key(order_id) {
                 continue; // already has its delivery
             }
             let (delivery, created) = Delivery::for_order(new_id(), order_id.clone());
-            emitted.push(DomainEvent::Delivery(created, delivery.clone()));
+            emitted.push(delivery.announce(created));
             deliveries.by_key.insert(order_id.clone(), delivery);
             deliveries.touch(order_id);
         }
-        save(tx, &deliveries.changed()).await?;
+        Delivery::save(tx, &deliveries.changed()).await?;
         Ok(emitted)
     }
 }

@@ -1,14 +1,13 @@
 //! The order service: places and cancels orders, and follows its payment and delivery.
 
-use super::{load_many, new_id, Loaded, Reaction, ServiceDb};
+use super::{command_one, get, load, new_id, not_found, read_sorted, Reaction, ServiceDb, Stored};
 use crate::domain::delivery::DeliveryEventType;
 use crate::domain::order::{CreateOrder, Order, OrderEventType};
 use crate::domain::payment::PaymentEventType;
-use crate::error::{OrderSystemError, Result};
+use crate::error::Result;
 use crate::events::DomainEvent;
 use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{fetch_json_rows, insert_rows, WriteTx};
-use tramline_sql::SqlError;
+use tramline_sql::sqlite::{insert_rows, WriteTx};
 
 const STORE: &str = "order service";
 
@@ -75,91 +74,69 @@ impl OrderService {
             placed.push(order);
         }
         let mut tx = self.db.begin(STORE).await?;
-        save(&mut tx, &placed.iter().collect::<Vec<_>>()).await?;
+        Order::save(&mut tx, &placed.iter().collect::<Vec<_>>()).await?;
         self.db.commit(tx, STORE, &events).await?;
         Ok(placed)
     }
 
     /// Cancels a PENDING order → `OrderCancelled`.
     pub async fn cancel(&self, order_id: &str) -> Result<Order> {
-        let mut tx = self.db.begin(STORE).await?;
-        let mut order = load_one(&mut tx, order_id).await?;
-        let event = order.cancel()?;
-        save(&mut tx, &[&order]).await?;
-        self.db
-            .commit(tx, STORE, &[DomainEvent::Order(event, order.clone())])
-            .await?;
-        Ok(order)
+        command_one(&self.db, order_id, (), |order: &mut Order, ()| {
+            order.cancel()
+        })
+        .await
     }
 
     /// The order with this id.
     pub async fn get(&self, order_id: &str) -> Result<Order> {
-        let mut conn = self
-            .db
-            .pool
-            .acquire()
-            .await
-            .map_err(SqlError::at(STORE, "acquire"))?;
-        load_one(&mut conn, order_id).await
+        get(&self.db, order_id).await
     }
 
     /// Up to `limit` orders with ids after `after`, in id order: a keyset page.
     pub async fn page_after(&self, after: &str, limit: u32) -> Result<Vec<Order>> {
-        let mut page: Vec<Order> = fetch_json_rows(
-            sqlx::query(PAGE).bind(after).bind(limit),
-            &self.db.pool,
+        let query = sqlx::query(PAGE).bind(after).bind(limit);
+        read_sorted(&self.db, query, Order::id).await
+    }
+}
+
+impl Stored for Order {
+    const ENTITY: &'static str = "order";
+    const STORE: &'static str = STORE;
+    const LOAD_BY_ID: &'static str = LOAD;
+    type EventType = OrderEventType;
+
+    fn id(&self) -> &str {
+        &self.order_id
+    }
+
+    fn announce(&self, event: OrderEventType) -> DomainEvent {
+        DomainEvent::Order(event, self.clone())
+    }
+
+    async fn save(conn: &mut SqliteConnection, orders: &[&Order]) -> Result<()> {
+        let now = tramline_core::envelope::now_ms();
+        insert_rows(
+            conn,
             STORE,
-            "read orders",
+            "save orders",
+            SAVE,
+            ON_CONFLICT,
+            orders,
+            |row, o| {
+                row.push_bind(o.order_id.clone())
+                    .push_bind(o.customer_id.clone())
+                    .push_bind(o.product_id.clone())
+                    .push_bind(o.quantity)
+                    .push_bind(o.amount_cents)
+                    .push_bind(o.shipping_address.clone())
+                    .push_bind(o.status.as_str())
+                    .push_bind(o.version)
+                    .push_bind(now);
+            },
         )
         .await?;
-        page.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-        Ok(page)
+        Ok(())
     }
-}
-
-async fn load(conn: &mut SqliteConnection, ids: &[&str]) -> Result<Loaded<Order>> {
-    let orders = load_many(conn, STORE, LOAD, ids).await?;
-    Ok(Loaded::new(orders, |o: &Order| &o.order_id))
-}
-
-async fn load_one(conn: &mut SqliteConnection, order_id: &str) -> Result<Order> {
-    load(conn, &[order_id])
-        .await?
-        .by_key
-        .remove(order_id)
-        .ok_or_else(|| not_found(order_id))
-}
-
-fn not_found(order_id: &str) -> OrderSystemError {
-    OrderSystemError::NotFound {
-        entity: "order",
-        id: order_id.to_owned(),
-    }
-}
-
-async fn save(conn: &mut SqliteConnection, orders: &[&Order]) -> Result<()> {
-    let now = tramline_core::envelope::now_ms();
-    insert_rows(
-        conn,
-        STORE,
-        "save orders",
-        SAVE,
-        ON_CONFLICT,
-        orders,
-        |row, o| {
-            row.push_bind(o.order_id.clone())
-                .push_bind(o.customer_id.clone())
-                .push_bind(o.product_id.clone())
-                .push_bind(o.quantity)
-                .push_bind(o.amount_cents)
-                .push_bind(o.shipping_address.clone())
-                .push_bind(o.status.as_str())
-                .push_bind(o.version)
-                .push_bind(now);
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// How the order follows its payment and delivery.
@@ -190,19 +167,19 @@ impl Reaction for OrderReaction {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
-        let mut orders = load(tx, &ids).await?;
+        let mut orders = load::<Order>(tx, LOAD, &ids, Order::id).await?;
         let mut emitted = Vec::new();
         for (order_id, step) in steps {
             let order = orders
                 .by_key
                 .get_mut(order_id)
-                .ok_or_else(|| not_found(order_id))?;
+                .ok_or_else(|| not_found::<Order>(order_id))?;
             if let Some(changed) = step(order) {
-                emitted.push(DomainEvent::Order(changed, order.clone()));
+                emitted.push(order.announce(changed));
                 orders.touch(order_id);
             }
         }
-        save(tx, &orders.changed()).await?;
+        Order::save(tx, &orders.changed()).await?;
         Ok(emitted)
     }
 }

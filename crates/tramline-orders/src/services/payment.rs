@@ -1,14 +1,16 @@
 //! The payment service: opens a payment for every new order, approves or rejects it by command,
 //! and cancels a pending one when its order is cancelled.
 
-use super::{load_many, new_id, Loaded, Reaction, ServiceDb};
+use super::{
+    command_many, command_one, get, load, new_id, not_found, read_sorted, Reaction, ServiceDb,
+    Stored,
+};
 use crate::domain::order::OrderEventType;
-use crate::domain::payment::Payment;
-use crate::error::{OrderSystemError, Result};
+use crate::domain::payment::{Payment, PaymentEventType};
+use crate::error::Result;
 use crate::events::DomainEvent;
 use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{fetch_json_rows, insert_rows, WriteTx};
-use tramline_sql::SqlError;
+use tramline_sql::sqlite::{insert_rows, WriteTx};
 
 const STORE: &str = "payment service";
 
@@ -69,19 +71,12 @@ impl PaymentService {
 
     /// Approves a PENDING payment → `PaymentApproved`.
     pub async fn approve(&self, payment_id: &str) -> Result<Payment> {
-        self.decide_one(payment_id, Decision::Approve).await
+        command_one(&self.db, payment_id, Decision::Approve, decide).await
     }
 
     /// Rejects a PENDING payment → `PaymentRejected`.
     pub async fn reject(&self, payment_id: &str) -> Result<Payment> {
-        self.decide_one(payment_id, Decision::Reject).await
-    }
-
-    async fn decide_one(&self, payment_id: &str, decision: Decision) -> Result<Payment> {
-        let mut outcomes = self
-            .decide_many(&[(payment_id.to_owned(), decision)])
-            .await?;
-        outcomes.pop().expect("one outcome per decision")
+        command_one(&self.db, payment_id, Decision::Reject, decide).await
     }
 
     /// Decides many payments in one transaction, in order. A decision the state machine
@@ -91,98 +86,63 @@ impl PaymentService {
         &self,
         decisions: &[(String, Decision)],
     ) -> Result<Vec<Result<Payment>>> {
-        let mut tx = self.db.begin(STORE).await?;
-        let ids: Vec<&str> = decisions.iter().map(|(id, _)| id.as_str()).collect();
-        let mut payments = load(&mut tx, LOAD_BY_ID, &ids, |p| &p.payment_id).await?;
-        let mut outcomes = Vec::with_capacity(decisions.len());
-        let mut events = Vec::new();
-        for (payment_id, decision) in decisions {
-            let Some(payment) = payments.by_key.get_mut(payment_id) else {
-                outcomes.push(Err(not_found(payment_id)));
-                continue;
-            };
-            let decided = match decision {
-                Decision::Approve => payment.approve(),
-                Decision::Reject => payment.reject(),
-            };
-            outcomes.push(decided.map(|event| {
-                events.push(DomainEvent::Payment(event, payment.clone()));
-                payment.clone()
-            }));
-            if outcomes.last().is_some_and(Result::is_ok) {
-                payments.touch(payment_id);
-            }
-        }
-        save(&mut tx, &payments.changed()).await?;
-        self.db.commit(tx, STORE, &events).await?;
-        Ok(outcomes)
+        command_many(&self.db, decisions, decide).await
     }
 
     /// The payment with this id.
     pub async fn get(&self, payment_id: &str) -> Result<Payment> {
-        let mut conn = self
-            .db
-            .pool
-            .acquire()
-            .await
-            .map_err(SqlError::at(STORE, "acquire"))?;
-        load(&mut conn, LOAD_BY_ID, &[payment_id], |p| &p.payment_id)
-            .await?
-            .by_key
-            .remove(payment_id)
-            .ok_or_else(|| not_found(payment_id))
+        get(&self.db, payment_id).await
     }
 
     /// The payments of orders with ids in (`after`, `upto`], in order id order.
     pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Payment>> {
-        let mut payments: Vec<Payment> = fetch_json_rows(
-            sqlx::query(RANGE).bind(after).bind(upto),
-            &self.db.pool,
+        let query = sqlx::query(RANGE).bind(after).bind(upto);
+        read_sorted(&self.db, query, |p: &Payment| &p.order_id).await
+    }
+}
+
+fn decide(payment: &mut Payment, decision: Decision) -> Result<PaymentEventType> {
+    match decision {
+        Decision::Approve => payment.approve(),
+        Decision::Reject => payment.reject(),
+    }
+}
+
+impl Stored for Payment {
+    const ENTITY: &'static str = "payment";
+    const STORE: &'static str = STORE;
+    const LOAD_BY_ID: &'static str = LOAD_BY_ID;
+    type EventType = PaymentEventType;
+
+    fn id(&self) -> &str {
+        &self.payment_id
+    }
+
+    fn announce(&self, event: PaymentEventType) -> DomainEvent {
+        DomainEvent::Payment(event, self.clone())
+    }
+
+    async fn save(conn: &mut SqliteConnection, payments: &[&Payment]) -> Result<()> {
+        let now = tramline_core::envelope::now_ms();
+        insert_rows(
+            conn,
             STORE,
-            "read payments",
+            "save payments",
+            SAVE,
+            ON_CONFLICT,
+            payments,
+            |row, p| {
+                row.push_bind(p.payment_id.clone())
+                    .push_bind(p.order_id.clone())
+                    .push_bind(p.amount_cents)
+                    .push_bind(p.status.as_str())
+                    .push_bind(p.version)
+                    .push_bind(now);
+            },
         )
         .await?;
-        payments.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-        Ok(payments)
+        Ok(())
     }
-}
-
-async fn load(
-    conn: &mut SqliteConnection,
-    select: &'static str,
-    ids: &[&str],
-    key: fn(&Payment) -> &str,
-) -> Result<Loaded<Payment>> {
-    Ok(Loaded::new(load_many(conn, STORE, select, ids).await?, key))
-}
-
-fn not_found(id: &str) -> OrderSystemError {
-    OrderSystemError::NotFound {
-        entity: "payment",
-        id: id.to_owned(),
-    }
-}
-
-async fn save(conn: &mut SqliteConnection, payments: &[&Payment]) -> Result<()> {
-    let now = tramline_core::envelope::now_ms();
-    insert_rows(
-        conn,
-        STORE,
-        "save payments",
-        SAVE,
-        ON_CONFLICT,
-        payments,
-        |row, p| {
-            row.push_bind(p.payment_id.clone())
-                .push_bind(p.order_id.clone())
-                .push_bind(p.amount_cents)
-                .push_bind(p.status.as_str())
-                .push_bind(p.version)
-                .push_bind(now);
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// How payments follow orders.
@@ -208,7 +168,7 @@ impl Reaction for PaymentReaction {
         }
         let ids: Vec<&str> = relevant.iter().map(|(_, o)| o.order_id.as_str()).collect();
         // Keyed by order id: one payment per order.
-        let mut payments = load(tx, LOAD_BY_ORDER, &ids, |p| &p.order_id).await?;
+        let mut payments = load::<Payment>(tx, LOAD_BY_ORDER, &ids, |p| &p.order_id).await?;
         let mut emitted = Vec::new();
         for (event, order) in &relevant {
             let id = order.order_id.as_str();
@@ -218,18 +178,21 @@ impl Reaction for PaymentReaction {
                 }
                 let (payment, created) =
                     Payment::for_order(new_id(), id.to_owned(), order.amount_cents);
-                emitted.push(DomainEvent::Payment(created, payment.clone()));
+                emitted.push(payment.announce(created));
                 payments.by_key.insert(id.to_owned(), payment);
                 payments.touch(id);
             } else {
-                let payment = payments.by_key.get_mut(id).ok_or_else(|| not_found(id))?;
+                let payment = payments
+                    .by_key
+                    .get_mut(id)
+                    .ok_or_else(|| not_found::<Payment>(id))?;
                 if let Some(cancelled) = payment.on_order_cancelled() {
-                    emitted.push(DomainEvent::Payment(cancelled, payment.clone()));
+                    emitted.push(payment.announce(cancelled));
                     payments.touch(id);
                 }
             }
         }
-        save(tx, &payments.changed()).await?;
+        Payment::save(tx, &payments.changed()).await?;
         Ok(emitted)
     }
 }
