@@ -398,7 +398,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = tokio::signal::ctrl_c() => {
                 cancel.cancel();
-                bail!("interrupted; the data is left as it was in {}", dir.display());
+                bail!("interrupted{}", kept(&args.data_dir));
             }
         }
         if let Some(Some((name, r))) = tasks.try_join_next().map(|j| j.ok()) {
@@ -427,9 +427,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if Instant::now() > deadline {
             cancel.cancel();
             bail!(
-                "the system did not settle within {} s (see --timeout-secs); data in {}",
+                "the system did not settle within {} s (see --timeout-secs){}",
                 args.timeout_secs,
-                dir.display()
+                kept(&args.data_dir)
             );
         }
     };
@@ -499,6 +499,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Where the databases of a failed run can be looked at, if anywhere.
+fn kept(data_dir: &Option<PathBuf>) -> String {
+    match data_dir {
+        Some(dir) => format!("; the databases are kept in {}", dir.display()),
+        None => "; rerun with --data-dir to keep the databases".to_owned(),
+    }
 }
 
 /// Places `count` orders from `clients` concurrent clients, `batch` per request; cancels
