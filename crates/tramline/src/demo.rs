@@ -374,7 +374,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let pb = ProgressBar::new(args.orders * 8);
         pb.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/~{len} events in the view ({per_sec})",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/~{len} events in the view  {msg}",
             )
             .expect("the template is valid"),
         );
@@ -382,7 +382,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
 
     let started = Instant::now();
-    let expected = Arc::new(AtomicU64::new(0));
+    let expected = Arc::new(Placed::default());
     let driver = tokio::spawn(drive(
         sys.orders.clone(),
         scenario,
@@ -401,15 +401,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 bail!("interrupted{}", kept(&args.data_dir));
             }
         }
-        if let Some(Some((name, r))) = tasks.try_join_next().map(|j| j.ok()) {
+        if let Some(joined) = tasks.try_join_next() {
             cancel.cancel();
+            let (name, r) = joined.context("a relay or consumer task panicked")?;
             match r {
                 Err(e) => return Err(e).context(format!("while running the {name}")),
                 Ok(()) => bail!("the {name} stopped unexpectedly"),
             }
         }
-        progress.set_length(expected.load(Ordering::Relaxed).max(args.orders));
-        progress.set_position(view_stats.applied.load(Ordering::Relaxed));
+        let applied = view_stats.applied.load(Ordering::Relaxed);
+        progress.set_length(expected.events.load(Ordering::Relaxed).max(args.orders));
+        progress.set_position(applied);
+        progress.set_message(format!(
+            "{}/{} orders placed, {:.0} events/s",
+            expected.orders.load(Ordering::Relaxed),
+            args.orders,
+            applied as f64 / started.elapsed().as_secs_f64().max(1e-3)
+        ));
         if driver.as_ref().is_some_and(|d| d.is_finished()) {
             if let Some(d) = driver.take() {
                 d.await
@@ -501,6 +509,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What the order clients have done so far, for the progress bar.
+#[derive(Debug, Default)]
+struct Placed {
+    /// Orders placed.
+    orders: AtomicU64,
+    /// View events those orders will cause (an estimate, see [`events_of`]).
+    events: AtomicU64,
+}
+
 /// Where the databases of a failed run can be looked at, if anywhere.
 fn kept(data_dir: &Option<PathBuf>) -> String {
     match data_dir {
@@ -517,7 +534,7 @@ async fn drive(
     count: u64,
     clients: u64,
     batch: u64,
-    expected: Arc<AtomicU64>,
+    expected: Arc<Placed>,
 ) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
     for client in 0..clients {
@@ -544,7 +561,10 @@ async fn drive(
                     if fate == Fate::Cancel {
                         orders.cancel(&order.order_id).await?;
                     }
-                    expected.fetch_add(events_of(fate), Ordering::Relaxed);
+                    expected
+                        .events
+                        .fetch_add(events_of(fate), Ordering::Relaxed);
+                    expected.orders.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok::<_, tramline_orders::OrderSystemError>(())
