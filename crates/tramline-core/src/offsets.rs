@@ -124,3 +124,34 @@ mod tests {
         assert_eq!(t.take_commits()[0].next_offset, 1);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever order records finish in, a commit never passes a record still in flight,
+        /// and once all finished the commit reaches the end.
+        #[test]
+        fn commits_never_pass_an_unfinished_record(order in Just((0..40i64).collect::<Vec<_>>()).prop_shuffle()) {
+            let mut t = OffsetTracker::default();
+            for o in 0..40 {
+                t.started("t", 0, o);
+            }
+            let mut done = std::collections::BTreeSet::new();
+            let mut committed = 0;
+            for o in order {
+                t.finished("t", 0, o);
+                done.insert(o);
+                for c in t.take_commits() {
+                    prop_assert!(c.next_offset > committed);
+                    committed = c.next_offset;
+                }
+                let first_unfinished = (0..40).find(|x| !done.contains(x)).unwrap_or(40);
+                prop_assert_eq!(committed, first_unfinished);
+            }
+            prop_assert_eq!(committed, 40);
+        }
+    }
+}

@@ -218,3 +218,39 @@ async fn an_illegal_transition_is_refused_and_emits_nothing() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies() {
+    use tramline_orders::services::order::OrderReaction;
+    let dir = TestDir::new("atomic-batch");
+    let orders = order_service(&dir).await;
+    let handler = Subscriber::new(orders.db().clone(), "order-service", OrderReaction);
+    // A payment approval for an order the service does not have (yet).
+    let order = tramline_orders::domain::order::Order::create("order-x".into(), command(9))
+        .expect("valid")
+        .0;
+    let history = completed_history(&order.order_id);
+    let approval = records(&history)
+        .into_iter()
+        .find(|r| r.envelope.event_type() == Some("PaymentApproved"))
+        .expect("history has an approval");
+    let err = handler
+        .apply(std::slice::from_ref(&approval))
+        .await
+        .expect_err("no such order");
+    assert!(matches!(err, Error::Poison { .. }), "{err}");
+    // Once the order exists, the same message applies: its failed attempt claimed nothing.
+    let mut tx = orders.db().begin("test").await.expect("begin");
+    sqlx::query("INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, shipping_address, status, version, updated_at) VALUES (?, 'c', 'p', 1, 1, 'a', 'PENDING', 1, 0)")
+        .bind(&order.order_id)
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    let applied = handler.apply(&[approval]).await.expect("applies now");
+    assert_eq!((applied.applied, applied.duplicates), (1, 0));
+    assert_eq!(
+        orders.get(&order.order_id).await.expect("readable").status,
+        tramline_orders::domain::order::OrderStatus::Approved
+    );
+}

@@ -258,3 +258,50 @@ async fn a_restarted_consumer_resumes_after_its_last_commit() {
         "only what came after the stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handler_bounds_what_is_fetched() {
+    let dir = TestDir::new("consumer-bounded");
+    let log = log(&dir, 1).await;
+    let mut sent = vec![Envelope::new("t", "slow", "0".into())];
+    sent.extend(messages(1, 500, 1).into_iter().map(|mut m| {
+        m.key = "slow".into();
+        m
+    }));
+    log.publish(&sent).await.expect("publish");
+    let (open, gate) = watch::channel(false);
+    let handler = Arc::new(Recorder {
+        gate: Some(gate),
+        ..Recorder::default()
+    });
+    let config = ConsumerConfig {
+        workers: 1,
+        batch_max: 2,
+        queue_capacity: 4,
+        poll_max: 3,
+        ..small()
+    };
+    // In the lane's batch, in its queue, and the rest of one poll.
+    let bound = (config.batch_max + config.queue_capacity + config.poll_max) as u64;
+    let running = start(&log, Arc::clone(&handler), config).await;
+    wait_until("the lane is full", async || {
+        running.stats.received.load(Ordering::Relaxed) >= bound - 2
+    })
+    .await;
+    // Give an unbounded fetcher every chance to run ahead; a bounded one stays put.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let received = running.stats.received.load(Ordering::Relaxed);
+        assert!(
+            received <= bound,
+            "fetched {received} records with the handler stalled"
+        );
+    }
+    open.send(true).expect("gate open");
+    wait_until("everything is applied", async || {
+        log.lag("g", &topics()).await.expect("lag") == 0
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(handler.applied().values().map(Vec::len).sum::<usize>(), 501);
+}
