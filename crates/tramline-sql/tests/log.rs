@@ -179,3 +179,41 @@ async fn unknown_topics_and_bad_partition_counts_are_clear_errors() {
         .expect_err("partition count differs");
     assert!(err.to_string().contains("3 partitions"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_polls_and_commits_never_wait_for_each_others_locks() {
+    let dir = TestDir::new("log-no-contention");
+    // With no busy timeout, any two writers meeting would fail at once with "locked".
+    let impatient = SqliteOptions {
+        busy_timeout: Duration::ZERO,
+        ..SqliteOptions::default()
+    };
+    let log = SqliteLog::open(&dir.sqlite("log"), &impatient)
+        .await
+        .expect("opens");
+    log.create_topic("t", 4).await.expect("topic");
+    let mut sub = log.subscribe("g", &topics()).await.expect("subscribe");
+    let consumer = tokio::spawn(async move {
+        for _ in 0..1500 {
+            let got = sub.poll(100, Duration::from_millis(1)).await?;
+            if let Some(r) = got.last() {
+                let at = CommitPosition {
+                    topic: "t".into(),
+                    partition: r.partition,
+                    next_offset: r.offset + 1,
+                };
+                sub.commit(&[at]).await?;
+            }
+        }
+        Ok::<_, Error>(())
+    });
+    for i in 0..1500 {
+        log.publish(&[Envelope::new("t", format!("k{i}"), String::new())])
+            .await
+            .expect("append never meets a lock");
+    }
+    consumer
+        .await
+        .expect("no panic")
+        .expect("polls and commits never meet a lock");
+}

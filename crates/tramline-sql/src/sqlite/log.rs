@@ -359,7 +359,7 @@ impl Subscription for SqliteSubscription {
     }
 
     async fn commit(&self, positions: &[CommitPosition]) -> Result<(), Error> {
-        let mut tx = begin_write(&self.log.readers, STORE).await?;
+        let mut tx = begin_write(&self.log.pool, STORE).await?;
         let now = tramline_core::envelope::now_ms();
         for p in positions {
             sqlx::query(COMMIT)

@@ -61,18 +61,26 @@ pub enum Schema {
 
 /// Opens (creating if missing) the SQLite file at `path` in WAL mode.
 pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, SqlError> {
-    pool(path, options, options.max_connections).await
+    pool(path, options, options.max_connections, false).await
 }
 
 /// A second pool on an opened file for readers only; in WAL mode they never wait for writers.
+/// Its connections are read-only, so a write sent there by mistake fails instead of competing
+/// with the writer for the lock.
 pub async fn open_readers(path: &Path, options: &SqliteOptions) -> Result<SqlitePool, SqlError> {
-    pool(path, options, options.readers).await
+    pool(path, options, options.readers, true).await
 }
 
-async fn pool(path: &Path, options: &SqliteOptions, size: u32) -> Result<SqlitePool, SqlError> {
+async fn pool(
+    path: &Path,
+    options: &SqliteOptions,
+    size: u32,
+    read_only: bool,
+) -> Result<SqlitePool, SqlError> {
     let connect = SqliteConnectOptions::new()
         .filename(path)
-        .create_if_missing(true)
+        .create_if_missing(!read_only)
+        .read_only(read_only)
         .journal_mode(SqliteJournalMode::Wal)
         // NORMAL in WAL mode: a commit survives a process crash; only an OS crash or power
         // loss may roll back the last transactions, never corrupt the file.
