@@ -157,6 +157,7 @@ impl<H: Handler> ConsumerRuntime<H> {
 
         let mut outcome = Ok(());
         let mut last_commit = tokio::time::Instant::now();
+        let mut failed_polls = 0;
         'fetch: while !cancel.is_cancelled() && !failed.is_cancelled() {
             let polled = tokio::select! {
                 r = subscription.poll(self.config.poll_max, self.config.poll_wait) => r,
@@ -164,10 +165,14 @@ impl<H: Handler> ConsumerRuntime<H> {
                 _ = failed.cancelled() => break,
             };
             let records = match polled {
-                Ok(r) => r,
-                Err(e) if e.is_transient() => {
+                Ok(r) => {
+                    failed_polls = 0;
+                    r
+                }
+                Err(e) if e.is_transient() && failed_polls < self.config.retry.max_retries => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(self.config.retry.min_delay).await;
+                    tokio::time::sleep(self.config.retry.delay(failed_polls)).await;
+                    failed_polls += 1;
                     continue;
                 }
                 Err(e) => {

@@ -31,6 +31,13 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The delay before retry number `attempt` (from 0), doubling up to `max_delay`, for
+    /// loops that cannot hand their operation to [`RetryPolicy::run`].
+    pub fn delay(&self, attempt: usize) -> Duration {
+        let factor = 1u32 << attempt.min(16);
+        self.min_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
     /// Runs `op` until it succeeds, fails with a non-transient error, or retries run out.
     /// Each retry is counted in `retries`.
     pub async fn run<T, F, Fut>(&self, retries: &AtomicU64, op: F) -> Result<T, Error>
@@ -88,6 +95,17 @@ mod tests {
             .unwrap();
         assert_eq!(out, 7);
         assert_eq!(counter.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let policy = RetryPolicy {
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            max_retries: 3,
+        };
+        let delays: Vec<_> = (0..6).map(|a| policy.delay(a).as_millis()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 50, 50]);
     }
 
     #[tokio::test]
