@@ -187,12 +187,14 @@ impl<H: Handler> ConsumerRuntime<H> {
                 lock(&tracker).started(&record.envelope.topic, record.partition, record.offset);
                 let lane = match self.config.lane_by {
                     LaneBy::Key => hasher.hash_one(record.envelope.key.as_str()) as usize,
-                    LaneBy::Topic => {
-                        let seen = topic_lanes.len();
-                        *topic_lanes
-                            .entry(record.envelope.topic.clone())
-                            .or_insert(seen)
-                    }
+                    LaneBy::Topic => match topic_lanes.get(&record.envelope.topic) {
+                        Some(&lane) => lane,
+                        None => {
+                            let lane = topic_lanes.len();
+                            topic_lanes.insert(record.envelope.topic.clone(), lane);
+                            lane
+                        }
+                    },
                 } % lanes.len();
                 tokio::select! {
                     sent = lanes[lane].send(record) => if sent.is_err() { break 'fetch },

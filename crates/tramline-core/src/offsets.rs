@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 /// In-flight offsets per (topic, partition) and the next offset that is safe to commit.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<(String, i32), PartitionState>,
+    /// topic → partition → state; keyed by topic first so lookups borrow the record's topic
+    /// instead of allocating a key per record.
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
 }
 
 #[derive(Debug, Default)]
@@ -37,24 +39,30 @@ pub struct CommitPosition {
 impl OffsetTracker {
     /// Notes that a record was handed to a lane.
     pub fn started(&mut self, topic: &str, partition: i32, offset: i64) {
-        let state = match self.partitions.get_mut(&(topic.to_owned(), partition)) {
-            Some(s) => s,
-            None => self
-                .partitions
-                .entry((topic.to_owned(), partition))
-                .or_insert_with(|| PartitionState {
-                    in_flight: BTreeMap::new(),
-                    next: offset,
-                    committed: offset,
-                }),
-        };
+        if !self.partitions.contains_key(topic) {
+            self.partitions.insert(topic.to_owned(), HashMap::new());
+        }
+        let state = self
+            .partitions
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
+            .or_insert_with(|| PartitionState {
+                in_flight: BTreeMap::new(),
+                next: offset,
+                committed: offset,
+            });
         *state.in_flight.entry(offset).or_insert(0) += 1;
         state.next = state.next.max(offset + 1);
     }
 
     /// Notes that a record's effect has committed.
     pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(state) = self
+            .partitions
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition))
+        {
             if let Some(n) = state.in_flight.get_mut(&offset) {
                 *n -= 1;
                 if *n == 0 {
@@ -67,15 +75,17 @@ impl OffsetTracker {
     /// Positions that advanced since the last call: everything before them is applied.
     pub fn take_commits(&mut self) -> Vec<CommitPosition> {
         let mut out = Vec::new();
-        for ((topic, partition), state) in &mut self.partitions {
-            let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
-            if watermark > state.committed {
-                state.committed = watermark;
-                out.push(CommitPosition {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    next_offset: watermark,
-                });
+        for (topic, partitions) in &mut self.partitions {
+            for (partition, state) in partitions.iter_mut() {
+                let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
+                if watermark > state.committed {
+                    state.committed = watermark;
+                    out.push(CommitPosition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        next_offset: watermark,
+                    });
+                }
             }
         }
         out
@@ -85,6 +95,7 @@ impl OffsetTracker {
     pub fn in_flight(&self) -> usize {
         self.partitions
             .values()
+            .flat_map(HashMap::values)
             .map(|s| s.in_flight.values().map(|&n| n as usize).sum::<usize>())
             .sum()
     }
