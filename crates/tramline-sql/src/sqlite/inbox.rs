@@ -1,9 +1,9 @@
 //! Dedupe records and parked messages of a consumer, kept in the consumer's own database so
 //! that the dedupe record commits in the same transaction as the effect.
 
-use super::{begin_write, WriteTx};
+use super::{begin_write, fetch_json_rows, insert_rows, WriteTx};
 use crate::SqlError;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::SqlitePool;
 use std::collections::HashSet;
 use tramline_core::{Error, Record};
 
@@ -13,8 +13,9 @@ const STORE: &str = "inbox";
 // signal. (Not so on MariaDB; that dialect must not copy this.)
 const CLAIM: &str = "INSERT INTO tramline_inbox (consumer, message_id, received_at) \
      VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
-/// Rows per multi-row claim (3 parameters each, well under SQLite's parameter limit).
-const CLAIM_CHUNK: usize = 300;
+// Folds the ids already recorded into one JSON array: see `fetch_json_rows`.
+const SEEN: &str = "SELECT json_group_array(message_id) FROM tramline_inbox \
+     WHERE consumer = ? AND message_id IN (SELECT value FROM json_each(?))";
 const PARK: &str = "INSERT INTO tramline_parked \
      (consumer, message_id, topic, part, log_offset, msg_key, headers, payload, reason, parked_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -46,34 +47,47 @@ impl Inbox {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims every record of a batch in as few statements as possible; returns the message
-    /// ids that were new. An id twice in the batch is claimed once.
+    /// Claims every record of a batch in two statements; returns the message ids that were
+    /// new. An id twice in the batch is claimed once. The look-up and the insert are safe
+    /// together because `tx` holds SQLite's write lock: no other transaction can claim an id
+    /// in between.
     pub async fn claim_batch(
         &self,
         tx: &mut WriteTx,
         records: &[Record],
     ) -> Result<HashSet<String>, SqlError> {
+        let ids: Vec<String> = records.iter().map(|r| r.envelope.id.to_string()).collect();
+        let ids_json = serde_json::to_string(&ids).expect("a list of strings always serialises");
+        let seen: HashSet<String> = fetch_json_rows::<String, _>(
+            sqlx::query(SEEN).bind(&self.consumer).bind(ids_json),
+            &mut **tx,
+            STORE,
+            "look up message ids",
+        )
+        .await?
+        .into_iter()
+        .collect();
+        let mut fresh = HashSet::with_capacity(ids.len());
+        let new_ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !seen.contains(id) && fresh.insert(id.clone()))
+            .collect();
         let now = tramline_core::envelope::now_ms();
-        let mut claimed = HashSet::with_capacity(records.len());
-        for chunk in records.chunks(CLAIM_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO tramline_inbox (consumer, message_id, received_at) ",
-            );
-            q.push_values(chunk, |mut row, r| {
+        insert_rows(
+            tx,
+            STORE,
+            "record message ids",
+            "INSERT INTO tramline_inbox (consumer, message_id, received_at) ",
+            " ON CONFLICT DO NOTHING",
+            &new_ids,
+            |row, id| {
                 row.push_bind(self.consumer.clone())
-                    .push_bind(r.envelope.id.to_string())
+                    .push_bind(id.clone())
                     .push_bind(now);
-            });
-            // RETURNING lists only the rows actually inserted: exactly the new ids.
-            q.push(" ON CONFLICT DO NOTHING RETURNING message_id");
-            let ids: Vec<String> = q
-                .build_query_scalar()
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(SqlError::at(STORE, "record message ids"))?;
-            claimed.extend(ids);
-        }
-        Ok(claimed)
+            },
+        )
+        .await?;
+        Ok(fresh)
     }
 
     /// Keeps a message that can never be applied, with the reason, and marks its id handled.

@@ -10,7 +10,7 @@ use super::{
     begin_write, fetch_json_rows, insert_rows, migrate, open, open_readers, Schema, SqliteOptions,
 };
 use crate::SqlError;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,11 +23,11 @@ use tramline_core::{Envelope, Error, Record};
 
 const STORE: &str = "log";
 
-const PARTITIONS: &str =
-    "SELECT part, next_offset FROM tramline_log_partitions WHERE topic = ? ORDER BY part";
+// These fold their rows into one JSON array: see `fetch_json_rows`.
+const PARTITIONS: &str = "SELECT json_group_array(json_array(part, next_offset)) \
+     FROM tramline_log_partitions WHERE topic = ?";
 const CREATE_PARTITION: &str = "INSERT INTO tramline_log_partitions (topic, part, next_offset) \
      VALUES (?, ?, 0) ON CONFLICT DO NOTHING";
-// Folds its rows into one JSON array: see `fetch_json_rows`.
 const ALL_ENDS: &str =
     "SELECT json_group_array(json_array(topic, part, next_offset)) FROM tramline_log_partitions";
 
@@ -42,12 +42,11 @@ type StoredRecord = (
     String,
     i64,
 );
-const COMMITTED: &str =
-    "SELECT topic, part, next_offset FROM tramline_consumer_offsets WHERE group_id = ?";
+const COMMITTED: &str = "SELECT json_group_array(json_array(topic, part, next_offset)) \
+     FROM tramline_consumer_offsets WHERE group_id = ?";
 const COMMIT: &str =
-    "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) \
-     VALUES (?, ?, ?, ?, ?) \
-     ON CONFLICT (group_id, topic, part) DO UPDATE SET \
+    "INSERT INTO tramline_consumer_offsets (group_id, topic, part, next_offset, committed_at) ";
+const ON_COMMIT_CONFLICT: &str = " ON CONFLICT (group_id, topic, part) DO UPDATE SET \
      next_offset = MAX(next_offset, excluded.next_offset), committed_at = excluded.committed_at";
 
 /// The log: topics of partitions of records, in one SQLite file.
@@ -105,12 +104,7 @@ impl SqliteLog {
 
     /// Next offset of each partition of `topic` (empty if the topic does not exist).
     pub async fn partitions(&self, topic: &str) -> Result<Vec<i64>, SqlError> {
-        let rows = sqlx::query(PARTITIONS)
-            .bind(topic)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(SqlError::at(STORE, "read partitions"))?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(1)).collect())
+        read_partitions(&self.readers, topic).await
     }
 
     /// Records of `topics` that group `group` has not committed yet.
@@ -130,14 +124,16 @@ impl SqliteLog {
     }
 
     async fn committed(&self, group: &str) -> Result<HashMap<(String, i32), i64>, SqlError> {
-        let rows = sqlx::query(COMMITTED)
-            .bind(group)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(SqlError::at(STORE, "read committed offsets"))?;
+        let rows: Vec<(String, i32, i64)> = fetch_json_rows(
+            sqlx::query(COMMITTED).bind(group),
+            &self.readers,
+            STORE,
+            "read committed offsets",
+        )
+        .await?;
         Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .into_iter()
+            .map(|(topic, part, next)| ((topic, part), next))
             .collect())
     }
 
@@ -149,18 +145,14 @@ impl SqliteLog {
         let mut placed = Vec::with_capacity(batch.len());
         for m in batch {
             if !next.contains_key(m.topic.as_str()) {
-                let rows = sqlx::query(PARTITIONS)
-                    .bind(&m.topic)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(SqlError::at(STORE, "read partitions"))?;
-                if rows.is_empty() {
+                let offsets = read_partitions(&mut *tx, &m.topic).await?;
+                if offsets.is_empty() {
                     return Err(Error::Config(format!(
                         "topic {} does not exist in the log; create it first",
                         m.topic
                     )));
                 }
-                next.insert(&m.topic, rows.iter().map(|r| r.get::<i64, _>(1)).collect());
+                next.insert(&m.topic, offsets);
             }
             let offsets = next.get_mut(m.topic.as_str()).expect("inserted above");
             let part = partition_for(&m.key, offsets.len() as i32);
@@ -214,6 +206,22 @@ impl SqliteLog {
         self.appended.notify_waiters();
         Ok(())
     }
+}
+
+/// Next offset of each partition of `topic`, in partition order.
+async fn read_partitions<'c, E>(executor: E, topic: &str) -> Result<Vec<i64>, SqlError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let mut parts: Vec<(i32, i64)> = fetch_json_rows(
+        sqlx::query(PARTITIONS).bind(topic),
+        executor,
+        STORE,
+        "read partitions",
+    )
+    .await?;
+    parts.sort_unstable();
+    Ok(parts.into_iter().map(|(_, next)| next).collect())
 }
 
 impl Transport for SqliteLog {
@@ -361,17 +369,22 @@ impl Subscription for SqliteSubscription {
     async fn commit(&self, positions: &[CommitPosition]) -> Result<(), Error> {
         let mut tx = begin_write(&self.log.pool, STORE).await?;
         let now = tramline_core::envelope::now_ms();
-        for p in positions {
-            sqlx::query(COMMIT)
-                .bind(&self.group)
-                .bind(&p.topic)
-                .bind(p.partition)
-                .bind(p.next_offset)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(SqlError::at(STORE, "commit offsets"))?;
-        }
+        insert_rows(
+            &mut tx,
+            STORE,
+            "commit offsets",
+            COMMIT,
+            ON_COMMIT_CONFLICT,
+            positions,
+            |row, p| {
+                row.push_bind(self.group.clone())
+                    .push_bind(p.topic.clone())
+                    .push_bind(p.partition)
+                    .push_bind(p.next_offset)
+                    .push_bind(now);
+            },
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(SqlError::at(STORE, "commit offsets"))?;
