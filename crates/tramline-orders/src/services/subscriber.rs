@@ -62,13 +62,11 @@ impl<R: Reaction> Handler for Subscriber<R> {
             events.push(DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))?);
         }
         let mut tx = self.db.begin(R::STORE).await?;
-        let mut new_ids = self.inbox.claim_batch(&mut tx, batch).await?;
-        let fresh: Vec<DomainEvent> = batch
-            .iter()
-            .zip(events)
-            // remove(): a second copy of an id inside the same batch is a duplicate too.
-            .filter(|(record, _)| new_ids.remove(&record.envelope.id.to_string()))
-            .map(|(_, event)| event)
+        let new = self.inbox.claim(&mut tx, batch).await?;
+        let fresh: Vec<DomainEvent> = events
+            .into_iter()
+            .zip(new)
+            .filter_map(|(event, new)| new.then_some(event))
             .collect();
         let out = Applied {
             applied: fresh.len(),

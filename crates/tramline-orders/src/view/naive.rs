@@ -69,7 +69,12 @@ impl NaiveProjection {
             .await
             .map_err(|e| e.into_core(record))?;
         let mut tx = self.db.begin(STORE).await?;
-        if !self.inbox.claim(&mut tx, record).await? {
+        if self
+            .inbox
+            .claim(&mut tx, std::slice::from_ref(record))
+            .await?
+            != [true]
+        {
             return Ok(false);
         }
         let now = tramline_core::envelope::now_ms();

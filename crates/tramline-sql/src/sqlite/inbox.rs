@@ -9,10 +9,6 @@ use tramline_core::{Error, Record};
 
 const STORE: &str = "inbox";
 
-// On SQLite the changes() count after INSERT … DO NOTHING is exact, so it is the dedupe
-// signal. (Not so on MariaDB; that dialect must not copy this.)
-const CLAIM: &str = "INSERT INTO tramline_inbox (consumer, message_id, received_at) \
-     VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
 // Folds the ids already recorded into one JSON array: see `fetch_json_rows`.
 const SEEN: &str = "SELECT json_group_array(message_id) FROM tramline_inbox \
      WHERE consumer = ? AND message_id IN (SELECT value FROM json_each(?))";
@@ -34,28 +30,13 @@ impl Inbox {
         }
     }
 
-    /// Records that the message is being applied in `tx`; false if it was applied before, in
-    /// which case the caller must skip its effect.
-    pub async fn claim(&self, tx: &mut WriteTx, record: &Record) -> Result<bool, SqlError> {
-        let done = sqlx::query(CLAIM)
-            .bind(&self.consumer)
-            .bind(record.envelope.id.to_string())
-            .bind(tramline_core::envelope::now_ms())
-            .execute(&mut **tx)
-            .await
-            .map_err(SqlError::at(STORE, "record message id"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Claims every record of a batch in two statements; returns the message ids that were
-    /// new. An id twice in the batch is claimed once. The look-up and the insert are safe
-    /// together because `tx` holds SQLite's write lock: no other transaction can claim an id
-    /// in between.
-    pub async fn claim_batch(
-        &self,
-        tx: &mut WriteTx,
-        records: &[Record],
-    ) -> Result<HashSet<String>, SqlError> {
+    /// Claims every record of a batch in two statements: for each record, in order, whether
+    /// it is new (apply it) or was applied before (skip it). A second copy of an id in the
+    /// same batch is not new. The look-up and the insert are safe together because `tx` holds
+    /// SQLite's write lock: no other transaction can claim an id in between. (Rows-affected is
+    /// not used as the signal, so the mechanism carries over to dialects where it is not
+    /// reliable.)
+    pub async fn claim(&self, tx: &mut WriteTx, records: &[Record]) -> Result<Vec<bool>, SqlError> {
         let ids: Vec<String> = records.iter().map(|r| r.envelope.id.to_string()).collect();
         let ids_json = serde_json::to_string(&ids).expect("a list of strings always serialises");
         let seen: HashSet<String> = fetch_json_rows::<String, _>(
@@ -67,10 +48,16 @@ impl Inbox {
         .await?
         .into_iter()
         .collect();
-        let mut fresh = HashSet::with_capacity(ids.len());
-        let new_ids: Vec<String> = ids
-            .into_iter()
-            .filter(|id| !seen.contains(id) && fresh.insert(id.clone()))
+        let mut claimed: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let fresh: Vec<bool> = ids
+            .iter()
+            .map(|id| !seen.contains(id) && claimed.insert(id))
+            .collect();
+        let new_ids: Vec<&String> = ids
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(id, _)| id)
             .collect();
         let now = tramline_core::envelope::now_ms();
         insert_rows(
@@ -82,7 +69,7 @@ impl Inbox {
             &new_ids,
             |row, id| {
                 row.push_bind(self.consumer.clone())
-                    .push_bind(id.clone())
+                    .push_bind((*id).clone())
                     .push_bind(now);
             },
         )
@@ -98,7 +85,7 @@ impl Inbox {
         reason: &Error,
     ) -> Result<(), SqlError> {
         let mut tx = begin_write(pool, STORE).await?;
-        self.claim(&mut tx, record).await?;
+        self.claim(&mut tx, std::slice::from_ref(record)).await?;
         let e = &record.envelope;
         sqlx::query(PARK)
             .bind(&self.consumer)
