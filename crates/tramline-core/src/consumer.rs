@@ -11,7 +11,7 @@
 
 use crate::offsets::OffsetTracker;
 use crate::ports::{Applied, Handler, Subscription};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryCounters, RetryPolicy};
 use crate::{Error, Record};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,8 +98,8 @@ pub struct ConsumerStats {
     pub parked: AtomicU64,
     /// Handler transactions committed.
     pub batches: AtomicU64,
-    /// Retries of transient failures.
-    pub retries: AtomicU64,
+    /// Retries of transient failures, by cause.
+    pub retries: RetryCounters,
     /// Offset commits made.
     pub commits: AtomicU64,
 }
@@ -170,7 +170,7 @@ impl<H: Handler> ConsumerRuntime<H> {
                     r
                 }
                 Err(e) if e.is_transient() && failed_polls < self.config.retry.max_retries => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.retries.record(&e);
                     tokio::time::sleep(self.config.retry.delay(failed_polls)).await;
                     failed_polls += 1;
                     continue;

@@ -7,16 +7,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A store (database or log) operation failed; `transient` says a retry may succeed
-    /// (busy, locked, deadlock, lost connection).
+    /// A store (database or log) operation failed; `retry` says why a retry may succeed
+    /// (busy, deadlock, lost connection), or `None` if it cannot.
     #[error("{store}: {operation} failed: {source}")]
     Store {
         /// Which store: `outbox`, `inbox`, `log`, `order-status-view`, …
         store: &'static str,
         /// Which operation, e.g. `append`, `apply batch`.
         operation: &'static str,
-        /// Whether retrying the same operation may succeed.
-        transient: bool,
+        /// Why retrying the same operation may succeed; `None` when it cannot.
+        retry: Option<RetryCause>,
         /// The driver's error.
         #[source]
         source: BoxError,
@@ -43,13 +43,15 @@ pub enum Error {
 impl Error {
     /// Whether the same operation may succeed if tried again (busy, locked, deadlock, …).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Store {
-                transient: true,
-                ..
-            }
-        )
+        self.retry_cause().is_some()
+    }
+
+    /// Why a retry may succeed, for errors that are transient.
+    pub fn retry_cause(&self) -> Option<RetryCause> {
+        match self {
+            Error::Store { retry, .. } => *retry,
+            _ => None,
+        }
     }
 
     /// A poison error for the given message.
@@ -58,6 +60,50 @@ impl Error {
             topic: record.topic.clone(),
             message_id: record.id.to_string(),
             reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why a failed store operation may succeed when tried again; retries are counted by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RetryCause {
+    /// Another writer holds the lock (SQLite busy/locked).
+    Busy,
+    /// The database chose this transaction as a deadlock victim (MariaDB 1213, PostgreSQL
+    /// 40P01).
+    Deadlock,
+    /// A serializable transaction conflicted with another (PostgreSQL 40001).
+    Serialization,
+    /// A lock wait or a statement ran past its timeout.
+    Timeout,
+    /// Another consumer recorded the same message id concurrently; the retry sees its record.
+    Conflict,
+    /// The connection was lost or the pool had none to give.
+    Connection,
+}
+
+impl RetryCause {
+    /// Every cause, in a stable order (for counters and reports).
+    pub const ALL: [RetryCause; 6] = [
+        RetryCause::Busy,
+        RetryCause::Deadlock,
+        RetryCause::Serialization,
+        RetryCause::Timeout,
+        RetryCause::Conflict,
+        RetryCause::Connection,
+    ];
+
+    /// The cause's name in reports and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Busy => "busy",
+            RetryCause::Deadlock => "deadlock",
+            RetryCause::Serialization => "serialization",
+            RetryCause::Timeout => "timeout",
+            RetryCause::Conflict => "conflict",
+            RetryCause::Connection => "connection",
         }
     }
 }

@@ -17,4 +17,4 @@ pub mod relay;
 pub mod retry;
 
 pub use envelope::{Envelope, Record};
-pub use error::{BoxError, Error};
+pub use error::{BoxError, Error, RetryCause};

@@ -7,7 +7,7 @@
 //! comes first (the interval covers writers in other processes).
 
 use crate::ports::{Outbox, Transport};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryCounters, RetryPolicy};
 use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,8 +42,8 @@ pub struct RelayStats {
     pub published: AtomicU64,
     /// Publish rounds.
     pub batches: AtomicU64,
-    /// Retries of transient failures.
-    pub retries: AtomicU64,
+    /// Retries of transient failures, by cause.
+    pub retries: RetryCounters,
 }
 
 /// Publishes one outbox to one transport until cancelled.

@@ -3,7 +3,7 @@
 //! Only errors that say [`Error::is_transient`] are retried; anything else is returned at once
 //! so the caller can park or stop.
 
-use crate::Error;
+use crate::{Error, RetryCause};
 use backon::{ExponentialBuilder, Retryable};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +39,8 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails with a non-transient error, or retries run out.
-    /// Each retry is counted in `retries`.
-    pub async fn run<T, F, Fut>(&self, retries: &AtomicU64, op: F) -> Result<T, Error>
+    /// Each retry is counted in `retries`, by cause.
+    pub async fn run<T, F, Fut>(&self, retries: &RetryCounters, op: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -54,10 +54,45 @@ impl RetryPolicy {
             .sleep(tokio::time::sleep)
             .when(Error::is_transient)
             .notify(|err, delay| {
-                retries.fetch_add(1, Ordering::Relaxed);
+                retries.record(err);
                 tracing::debug!(error = %err, ?delay, "transient error, retrying");
             })
             .await
+    }
+}
+
+/// Retries counted by cause, so a report can tell deadlocks from busy locks from lost
+/// connections.
+#[derive(Debug, Default)]
+pub struct RetryCounters {
+    by_cause: [AtomicU64; RetryCause::ALL.len()],
+}
+
+impl RetryCounters {
+    /// Counts one retry of `err` (under its cause; a non-transient error counts nowhere).
+    pub fn record(&self, err: &Error) {
+        if let Some(cause) = err.retry_cause() {
+            self.by_cause[cause as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Retries caused by `cause`.
+    pub fn get(&self, cause: RetryCause) -> u64 {
+        self.by_cause[cause as usize].load(Ordering::Relaxed)
+    }
+
+    /// All retries.
+    pub fn total(&self) -> u64 {
+        RetryCause::ALL.iter().map(|c| self.get(*c)).sum()
+    }
+
+    /// The causes with at least one retry, by name: for reports.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        RetryCause::ALL
+            .iter()
+            .map(|c| (c.as_str(), self.get(*c)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 
@@ -69,8 +104,8 @@ mod tests {
         Error::Store {
             store: "test",
             operation: "op",
-            transient: true,
-            source: "busy".into(),
+            retry: Some(RetryCause::Deadlock),
+            source: "deadlock".into(),
         }
     }
 
@@ -81,7 +116,7 @@ mod tests {
             max_delay: Duration::from_millis(2),
             max_retries: 5,
         };
-        let counter = AtomicU64::new(0);
+        let counter = RetryCounters::default();
         let calls = AtomicU64::new(0);
         let out = policy
             .run(&counter, || async {
@@ -94,7 +129,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, 7);
-        assert_eq!(counter.load(Ordering::SeqCst), 3);
+        assert_eq!(counter.get(RetryCause::Deadlock), 3);
+        assert_eq!(counter.total(), 3);
     }
 
     #[test]
@@ -111,7 +147,7 @@ mod tests {
     #[tokio::test]
     async fn does_not_retry_permanent_errors() {
         let policy = RetryPolicy::default();
-        let counter = AtomicU64::new(0);
+        let counter = RetryCounters::default();
         let calls = AtomicU64::new(0);
         let out: Result<(), Error> = policy
             .run(&counter, || async {
@@ -121,6 +157,6 @@ mod tests {
             .await;
         assert!(out.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(counter.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.total(), 0);
     }
 }

@@ -1,6 +1,7 @@
-//! Errors of the SQL stores, classified by the driver's error kind and code, never by message.
+//! Errors of the SQL stores, classified by the driver's error type and code, never by message.
 
-use tramline_core::Error;
+use crate::dialect::{mysql, postgres, sqlite};
+use tramline_core::{Error, RetryCause};
 
 /// A failed statement, with which store and which operation it was.
 #[derive(Debug, thiserror::Error)]
@@ -14,11 +15,10 @@ pub struct SqlError {
     /// The driver's error.
     #[source]
     pub source: sqlx::Error,
+    /// Set by a store that knows a unique-key error means "another transaction got there at
+    /// the same time" and a retry will see its row.
+    conflict: bool,
 }
-
-/// SQLite primary result codes that mean "someone else holds the lock, try again".
-const SQLITE_BUSY: i32 = 5;
-const SQLITE_LOCKED: i32 = 6;
 
 impl SqlError {
     /// Wraps a driver error with its store and operation.
@@ -27,6 +27,7 @@ impl SqlError {
             store,
             operation,
             source,
+            conflict: false,
         }
     }
 
@@ -35,17 +36,42 @@ impl SqlError {
         move |source| SqlError::new(store, operation, source)
     }
 
-    /// Whether retrying may succeed: lock contention (busy, locked, busy snapshot), a lost
-    /// or exhausted connection.
-    pub fn is_transient(&self) -> bool {
-        match &self.source {
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-            _ => false,
+    /// Marks a duplicate-key error as a concurrent claim that a retry resolves.
+    pub(crate) fn duplicate_is_conflict(mut self) -> Self {
+        self.conflict = self.is_duplicate();
+        self
+    }
+
+    /// Why retrying may succeed: lock contention (SQLite busy), a deadlock or serialization
+    /// failure, a lock or statement timeout, a lost or exhausted connection, a concurrent
+    /// claim. `None` for errors a retry cannot fix.
+    pub fn retry_cause(&self) -> Option<RetryCause> {
+        if self.conflict {
+            return Some(RetryCause::Conflict);
         }
+        match &self.source {
+            sqlx::Error::Database(db) => {
+                if let Some(e) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                    sqlite::retry_cause(e)
+                } else if let Some(e) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                    mysql::retry_cause(e)
+                } else if let Some(e) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                {
+                    postgres::retry_cause(e)
+                } else {
+                    None
+                }
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => {
+                Some(RetryCause::Connection)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether retrying may succeed (see [`SqlError::retry_cause`]).
+    pub fn is_transient(&self) -> bool {
+        self.retry_cause().is_some()
     }
 
     /// Whether a unique or primary key constraint was violated.
@@ -56,11 +82,11 @@ impl SqlError {
 
 impl From<SqlError> for Error {
     fn from(e: SqlError) -> Self {
-        let transient = e.is_transient();
+        let retry = e.retry_cause();
         Error::Store {
             store: e.store,
             operation: e.operation,
-            transient,
+            retry,
             source: Box::new(e.source),
         }
     }

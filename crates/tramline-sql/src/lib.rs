@@ -1,11 +1,24 @@
 //! SQL adapters of tramline: the outbox, the inbox (dedupe and parked messages), consumer
-//! offsets and the DB-backed log, with hand-written SQL per dialect.
+//! offsets and the DB-backed log, on SQLite, MariaDB and PostgreSQL.
 //!
-//! One module per dialect; today [`sqlite`], the zero-set-up default. Every store's schema is
-//! created by versioned migrations (`migrations/<dialect>/<store>/`) applied when it opens.
+//! Every store is written once against [`Db`] and [`Stmt`]; what differs between the dialects
+//! (placeholders, upserts, locking, connecting, error codes) lives in [`dialect`] alone. The
+//! backend is chosen by URL. Every store's schema is created by versioned migrations
+//! (`migrations/<dialect>/<store>/`) applied when it opens.
 
+pub mod db;
+pub mod dialect;
 pub mod error;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
+mod inbox;
+mod log;
+pub mod migrate;
+mod outbox;
+pub mod provision;
 
+pub use db::{insert_rows, Db, DbOptions, Stmt, Tx};
+pub use dialect::{Assign, Dialect, LockMode};
 pub use error::SqlError;
+pub use inbox::Inbox;
+pub use log::{SqlLog, SqlSubscription};
+pub use migrate::{migrate, Schema};
+pub use outbox::SqlOutbox;

@@ -39,7 +39,7 @@ impl Handler for Recorder {
             return Err(Error::Store {
                 store: "test",
                 operation: "apply",
-                transient: true,
+                retry: Some(tramline_core::RetryCause::Busy),
                 source: "busy".into(),
             });
         }
@@ -227,7 +227,7 @@ async fn transient_failures_are_retried_and_counted() {
     .await;
     let stats = running.stop().await;
     assert_eq!(handler.applied().values().map(Vec::len).sum::<usize>(), 20);
-    assert!(stats.retries.load(Ordering::Relaxed) >= 3);
+    assert!(stats.retries.total() >= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

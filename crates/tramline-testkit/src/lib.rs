@@ -1,8 +1,15 @@
-//! Test-only helpers: a fresh database per test, and generators that duplicate, shuffle and
-//! interleave event streams the way a misbehaving network would.
+//! Test-only helpers: fresh databases per test on SQLite, MariaDB and PostgreSQL, and
+//! generators that duplicate, shuffle and interleave event streams the way a misbehaving
+//! network would.
 //!
-//! Each test gets its own SQLite files in its own temporary directory, removed when the test
-//! ends, so tests run in parallel and leave nothing behind.
+//! Each test gets its own databases — SQLite files in its own temporary directory, or a
+//! database (MariaDB) or schema (PostgreSQL) named after the test with a random suffix — and
+//! they are dropped when the test ends, so tests run in parallel and leave nothing behind.
+//! [`on_every_database!`] runs one test body on all three.
+
+mod databases;
+
+pub use databases::{Backend, TestDbs};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

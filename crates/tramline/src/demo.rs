@@ -1,4 +1,5 @@
-//! `tramline demo`: the whole order system in one process on SQLite files, driven through
+//! `tramline demo`: the whole order system in one process — on SQLite files by default, or on
+//! MariaDB/PostgreSQL databases it creates for the run and drops afterwards — driven through
 //! its lifecycle, then checked row by row against the services' own tables.
 //!
 //! Completion is detected, not timed: the run is over when every group has committed every
@@ -31,7 +32,9 @@ use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
 use tramline_orders::view::verify::{verify_stores, Verification};
 use tramline_orders::view::{self, OrderStatusQuery};
-use tramline_sql::sqlite::{Inbox, SqliteLog, SqliteOptions, SqliteOutbox};
+use tramline_core::retry::RetryPolicy;
+use tramline_sql::provision::Scratch;
+use tramline_sql::{Db, DbOptions, Dialect, Inbox, SqlLog, SqlOutbox};
 
 /// How the view applies events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -61,9 +64,42 @@ pub struct DemoArgs {
     /// How the view applies events.
     #[arg(long, value_enum, default_value_t = Strategy::Upsert)]
     strategy: Strategy,
-    /// Keep the databases in this directory (default: a temporary one, removed afterwards).
+    /// Keep the SQLite databases in this directory (default: a temporary one, removed
+    /// afterwards).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Run every store on this server instead of SQLite files: `mysql://` (or `mariadb://`)
+    /// or `postgres://`. The demo creates its own database (MariaDB) or schema (PostgreSQL)
+    /// per store and drops them afterwards.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// The order service's server (overrides --database-url for it).
+    #[arg(long, value_name = "URL")]
+    order_db: Option<String>,
+    /// The payment service's server.
+    #[arg(long, value_name = "URL")]
+    payment_db: Option<String>,
+    /// The delivery service's server.
+    #[arg(long, value_name = "URL")]
+    delivery_db: Option<String>,
+    /// The Order Status View's server.
+    #[arg(long, value_name = "URL")]
+    view_db: Option<String>,
+    /// The DB-backed log's server.
+    #[arg(long, value_name = "URL")]
+    log_db: Option<String>,
+    /// Keep the databases created on servers instead of dropping them.
+    #[arg(long)]
+    keep_databases: bool,
+    /// Connections per store's pool (default: 1 on SQLite, 8 on servers).
+    #[arg(long)]
+    pool_size: Option<u32>,
+    /// Cancel a statement running longer than this on a server (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    statement_timeout_secs: u64,
+    /// Retries of a transient failure (deadlock, busy, lost connection) before giving up.
+    #[arg(long, default_value_t = 20)]
+    max_retries: usize,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     json: bool,
@@ -94,7 +130,6 @@ struct Report {
     duplicates_injected: u64,
     events_applied: u64,
     duplicates_skipped: u64,
-    stale_skipped: u64,
     view_rows: usize,
     mismatched_rows: usize,
     missing_rows: usize,
@@ -102,7 +137,10 @@ struct Report {
     corrupt_columns: usize,
     duplicate_key_errors: u64,
     parked: i64,
-    retries: u64,
+    /// Retries of transient failures by every consumer and relay, by cause.
+    retries: std::collections::BTreeMap<&'static str, u64>,
+    /// Each store's dialect.
+    databases: std::collections::BTreeMap<&'static str, Dialect>,
     relay_batches: u64,
     view_batches: u64,
     elapsed_ms: u64,
@@ -122,10 +160,92 @@ fn events_of(fate: Fate) -> u64 {
     }
 }
 
+/// The stores of a run, in the order they are opened.
+const STORES: [&str; 5] = ["log", "order", "payment", "delivery", "view"];
+
+/// Where each store of a run lives, and the server databases created for it.
+struct Placement {
+    urls: Vec<(&'static str, String)>,
+    created: Vec<Scratch>,
+}
+
+impl Placement {
+    /// SQLite files in `dir`, unless a server URL is given for the store.
+    async fn new(args: &DemoArgs, dir: &Path) -> anyhow::Result<Placement> {
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        // The random tail of a v7 id: unique per run, short enough for identifiers.
+        let run = &run[run.len() - 10..];
+        let mut placement = Placement {
+            urls: Vec::new(),
+            created: Vec::new(),
+        };
+        for store in STORES {
+            let server = match store {
+                "order" => &args.order_db,
+                "payment" => &args.payment_db,
+                "delivery" => &args.delivery_db,
+                "view" => &args.view_db,
+                _ => &args.log_db,
+            }
+            .as_ref()
+            .or(args.database_url.as_ref());
+            let url = match server {
+                None => format!("sqlite://{}", dir.join(format!("{store}.db")).display()),
+                Some(server) => {
+                    let dialect = Dialect::from_url(server)?;
+                    if dialect == Dialect::Sqlite {
+                        bail!("{store}: give a SQLite location with --data-dir, not a URL");
+                    }
+                    let name = format!("tramline_demo_{run}_{store}");
+                    let scratch = Scratch::create(server, &name).await.with_context(|| {
+                        format!(
+                            "while creating database {name} for the {store} store on {}",
+                            tramline_sql::db::redact(server)
+                        )
+                    })?;
+                    let url = scratch.url().to_owned();
+                    placement.created.push(scratch);
+                    url
+                }
+            };
+            placement.urls.push((store, url));
+        }
+        Ok(placement)
+    }
+
+    fn url(&self, store: &str) -> &str {
+        self.urls
+            .iter()
+            .find(|(s, _)| *s == store)
+            .map(|(_, u)| u.as_str())
+            .expect("every store is placed")
+    }
+
+    /// Drops the server databases of the run (SQLite files go with their directory).
+    async fn clean_up(self, keep: bool) -> anyhow::Result<()> {
+        for scratch in self.created {
+            if keep {
+                eprintln!(
+                    "kept database {} ({})",
+                    scratch.name(),
+                    tramline_sql::db::redact(scratch.url())
+                );
+                continue;
+            }
+            let name = scratch.name().to_owned();
+            scratch
+                .drop()
+                .await
+                .with_context(|| format!("while dropping database {name}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The three services, the view and the log of one run.
 struct System {
-    log: SqliteLog,
-    bus: Arc<Duplicating<SqliteLog>>,
+    log: SqlLog,
+    bus: Arc<Duplicating<SqlLog>>,
     orders: OrderService,
     payments: PaymentService,
     deliveries: DeliveryService,
@@ -133,41 +253,65 @@ struct System {
 }
 
 impl System {
-    async fn open(dir: &Path, partitions: i32, duplicates: f64) -> anyhow::Result<Self> {
-        let opts = SqliteOptions::default();
-        let log = SqliteLog::open(&dir.join("log.db"), &opts)
+    async fn open(
+        placement: &Placement,
+        options: &DbOptions,
+        partitions: i32,
+        duplicates: f64,
+    ) -> anyhow::Result<Self> {
+        let log = SqlLog::open(placement.url("log"), options)
             .await
-            .context("while opening the embedded log")?;
+            .context("while opening the log")?;
         for topic in ALL_TOPICS {
             log.create_topic(topic, partitions)
                 .await
                 .with_context(|| format!("while creating topic {topic}"))?;
         }
-        let opts = &opts;
-        let open = |file: &'static str, migrations| {
-            let path = dir.join(file);
-            async move {
-                ServiceDb::open(&path, opts, migrations)
-                    .await
-                    .with_context(|| format!("while opening {}", path.display()))
-            }
+        let open = |store: &'static str, migrations| async move {
+            ServiceDb::open(placement.url(store), options, migrations)
+                .await
+                .with_context(|| format!("while opening the {store} database"))
         };
         Ok(System {
             bus: Arc::new(Duplicating::new(log.clone(), duplicates)?),
             log,
-            orders: OrderService::new(open("order.db", order::migrations()).await?),
-            payments: PaymentService::new(open("payment.db", payment::migrations()).await?),
-            deliveries: DeliveryService::new(open("delivery.db", delivery::migrations()).await?),
-            view_db: open("view.db", view::migrations()).await?,
+            orders: OrderService::new(open("order", order::migrations).await?),
+            payments: PaymentService::new(open("payment", payment::migrations).await?),
+            deliveries: DeliveryService::new(open("delivery", delivery::migrations).await?),
+            view_db: open("view", view::migrations).await?,
         })
     }
 
-    fn outboxes(&self) -> [(&'static str, Arc<SqliteOutbox>); 3] {
+    fn outboxes(&self) -> [(&'static str, Arc<SqlOutbox>); 3] {
         [
             ("order", Arc::clone(&self.orders.db().outbox)),
             ("payment", Arc::clone(&self.payments.db().outbox)),
             ("delivery", Arc::clone(&self.deliveries.db().outbox)),
         ]
+    }
+
+    fn databases(&self) -> std::collections::BTreeMap<&'static str, Dialect> {
+        [
+            ("log", self.log.db().dialect()),
+            ("order", self.orders.db().db.dialect()),
+            ("payment", self.payments.db().db.dialect()),
+            ("delivery", self.deliveries.db().db.dialect()),
+            ("view", self.view_db.db.dialect()),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    async fn close(&self) {
+        for db in [
+            self.log.db(),
+            &self.orders.db().db,
+            &self.payments.db().db,
+            &self.deliveries.db().db,
+            &self.view_db.db,
+        ] {
+            db.close().await;
+        }
     }
 }
 
@@ -188,10 +332,12 @@ type Tasks = JoinSet<(String, Result<(), tramline_core::Error>)>;
 /// Starts the run's consumers and keeps what is needed to stop and audit them.
 struct Consumers<'a> {
     tasks: &'a mut Tasks,
-    bus: &'a Duplicating<SqliteLog>,
+    bus: &'a Duplicating<SqlLog>,
     cancel: &'a CancellationToken,
     /// Every consumer's inbox and its database, to count parked messages afterwards.
-    inboxes: Vec<(Inbox, sqlx::SqlitePool)>,
+    inboxes: Vec<(Inbox, Db)>,
+    /// Every consumer's counters.
+    stats: Vec<Arc<ConsumerStats>>,
 }
 
 impl Consumers<'_> {
@@ -215,6 +361,7 @@ impl Consumers<'_> {
             .with_context(|| format!("while subscribing {group}"))?;
         let runtime = ConsumerRuntime::new(handler, config);
         let stats = runtime.stats();
+        self.stats.push(Arc::clone(&stats));
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             let r = runtime
@@ -236,7 +383,7 @@ impl Consumers<'_> {
     ) -> anyhow::Result<(Arc<Subscriber<R>>, Arc<ConsumerStats>)> {
         let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
         self.inboxes
-            .push((handler.inbox().clone(), db.pool.clone()));
+            .push((handler.inbox().clone(), db.db.clone()));
         let stats = self
             .spawn(group, Arc::clone(&handler), config, shuffle)
             .await?;
@@ -282,13 +429,41 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             temp.path().to_owned()
         }
     };
-    let sys = System::open(&dir, args.partitions, args.duplicates).await?;
+    let placement = Placement::new(&args, &dir).await?;
+    let options = DbOptions {
+        max_connections: args.pool_size,
+        statement_timeout: Duration::from_secs(args.statement_timeout_secs),
+        ..DbOptions::default()
+    };
+    let outcome = match System::open(&placement, &options, args.partitions, args.duplicates).await
+    {
+        Ok(sys) => {
+            let outcome = run_system(&args, &sys).await;
+            sys.close().await;
+            outcome
+        }
+        Err(e) => Err(e),
+    };
+    placement.clean_up(args.keep_databases).await?;
+    outcome
+}
+
+/// Runs the demo on opened stores.
+async fn run_system(args: &DemoArgs, sys: &System) -> anyhow::Result<ExitCode> {
+    let retry = RetryPolicy {
+        max_retries: args.max_retries,
+        ..RetryPolicy::default()
+    };
     let cancel = CancellationToken::new();
     let mut tasks = Tasks::new();
 
     let mut relays: Vec<Arc<RelayStats>> = Vec::new();
     for (name, outbox) in sys.outboxes() {
-        let relay = OutboxRelay::new(outbox, Arc::clone(&sys.bus), RelayConfig::default());
+        let config = RelayConfig {
+            retry: retry.clone(),
+            ..RelayConfig::default()
+        };
+        let relay = OutboxRelay::new(outbox, Arc::clone(&sys.bus), config);
         relays.push(relay.stats());
         let cancel = cancel.clone();
         tasks.spawn(async move { (format!("{name} relay"), relay.run(cancel).await) });
@@ -299,8 +474,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bus: &sys.bus,
         cancel: &cancel,
         inboxes: Vec::new(),
+        stats: Vec::new(),
     };
-    let services = ConsumerConfig::default();
+    let services = ConsumerConfig {
+        retry: retry.clone(),
+        ..ConsumerConfig::default()
+    };
     consumers
         .service(
             "payment-service",
@@ -336,6 +515,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let mut view_config = ConsumerConfig {
         workers: args.consumers,
+        retry,
         ..ConsumerConfig::default()
     };
     let view = "order-status-view";
@@ -359,7 +539,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let h = Arc::new(NaiveProjection::new(sys.view_db.clone(), view));
             consumers
                 .inboxes
-                .push((h.inbox().clone(), sys.view_db.pool.clone()));
+                .push((h.inbox().clone(), sys.view_db.db.clone()));
             let stats = consumers
                 .spawn(view, Arc::clone(&h), view_config, args.shuffle)
                 .await?;
@@ -367,6 +547,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let all_inboxes = consumers.inboxes;
+    let all_stats = consumers.stats;
 
     let progress = if args.json {
         ProgressBar::hidden()
@@ -429,7 +610,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        if driver.is_none() && quiescent(&sys, &relays).await? {
+        if driver.is_none() && quiescent(sys, &relays).await? {
             break started.elapsed();
         }
         if Instant::now() > deadline {
@@ -448,11 +629,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         r.with_context(|| format!("while stopping the {name}"))?;
     }
 
-    let verification = verify_view(&sys).await?;
+    let verification = verify_view(sys).await?;
     let mut parked = 0;
-    for (inbox, pool) in &all_inboxes {
+    for (inbox, db) in &all_inboxes {
         parked += inbox
-            .parked(pool)
+            .parked(db)
             .await
             .context("while counting parked messages")?;
     }
@@ -474,7 +655,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         duplicates_injected: sys.bus.injected(),
         events_applied: applied,
         duplicates_skipped: view_stats.duplicates.load(Ordering::Relaxed),
-        stale_skipped: view_handler.stats().stale_skipped.load(Ordering::Relaxed),
         view_rows: verification.view_rows,
         mismatched_rows: verification.mismatched_rows,
         missing_rows: verification.missing_rows,
@@ -482,7 +662,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         corrupt_columns: verification.corrupt_columns,
         duplicate_key_errors,
         parked,
-        retries: view_stats.retries.load(Ordering::Relaxed),
+        retries: retries_by_cause(&relays, &all_stats),
+        databases: sys.databases(),
         relay_batches: relays
             .iter()
             .map(|r| r.batches.load(Ordering::Relaxed))
@@ -507,6 +688,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Retries of every relay and consumer, summed by cause.
+fn retries_by_cause(
+    relays: &[Arc<RelayStats>],
+    consumers: &[Arc<ConsumerStats>],
+) -> std::collections::BTreeMap<&'static str, u64> {
+    let mut total = std::collections::BTreeMap::new();
+    let counters = relays
+        .iter()
+        .map(|r| &r.retries)
+        .chain(consumers.iter().map(|c| &c.retries));
+    for counter in counters {
+        for (cause, n) in counter.snapshot() {
+            *total.entry(cause).or_insert(0) += n;
+        }
+    }
+    total
 }
 
 /// What the order clients have done so far, for the progress bar.
@@ -634,13 +833,14 @@ fn print_human(r: &Report) {
         }
     );
     println!(
-        "  events: {} published (+{} duplicates injected), {} applied to the view, {} duplicates skipped, {} stale skipped",
-        r.events_published, r.duplicates_injected, r.events_applied, r.duplicates_skipped, r.stale_skipped
+        "  events: {} published (+{} duplicates injected), {} applied to the view, {} duplicates skipped",
+        r.events_published, r.duplicates_injected, r.events_applied, r.duplicates_skipped
     );
     println!(
         "  view: {} rows; {} mismatched, {} missing, {} lost updates, {} corrupt, {} duplicate-key errors, {} parked",
         r.view_rows, r.mismatched_rows, r.missing_rows, r.lost_updates, r.corrupt_columns, r.duplicate_key_errors, r.parked
     );
+    println!("  databases: {:?}; retries: {:?}", r.databases, r.retries);
     println!(
         "  {:.1} s, {:.0} events/s applied to the view",
         r.elapsed_ms as f64 / 1000.0,

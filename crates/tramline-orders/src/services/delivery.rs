@@ -2,39 +2,17 @@
 //! it by command.
 
 use super::{
-    command_many, command_one, get, load, new_id, read_sorted, Reaction, ServiceDb, Stored,
+    command_many, command_one, for_orders_in, get, load, new_id, save, Reaction, ServiceDb,
+    Stored,
 };
 use crate::domain::delivery::{Delivery, DeliveryEventType};
 use crate::domain::payment::PaymentEventType;
 use crate::error::Result;
 use crate::events::DomainEvent;
-use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{insert_rows, WriteTx};
+use tramline_sql::db::Tuple;
+use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "delivery service";
-
-/// The stored columns as the camelCase JSON object `Delivery` deserialises from.
-macro_rules! delivery_json {
-    () => {
-        "SELECT json_group_array(json_object('deliveryId', delivery_id, 'orderId', order_id, \
-         'status', status, 'version', version)) FROM "
-    };
-}
-const LOAD_BY_ID: &str = concat!(
-    delivery_json!(),
-    "deliveries WHERE delivery_id IN (SELECT value FROM json_each(?))"
-);
-const LOAD_BY_ORDER: &str = concat!(
-    delivery_json!(),
-    "deliveries WHERE order_id IN (SELECT value FROM json_each(?))"
-);
-const RANGE: &str = concat!(
-    delivery_json!(),
-    "deliveries WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2)"
-);
-const SAVE: &str = "INSERT INTO deliveries (delivery_id, order_id, status, version, updated_at) ";
-const ON_CONFLICT: &str = " ON CONFLICT (delivery_id) DO UPDATE SET status = excluded.status, \
-     version = excluded.version, updated_at = excluded.updated_at";
 
 /// A step of a delivery's lifecycle, by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +24,12 @@ pub enum DeliveryStep {
 }
 
 /// Migrations of the delivery service's own tables.
-pub fn migrations() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations/sqlite/delivery")
+pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite/delivery"),
+        Dialect::MySql => sqlx::migrate!("./migrations/mysql/delivery"),
+        Dialect::Postgres => sqlx::migrate!("./migrations/postgres/delivery"),
+    }
 }
 
 /// The delivery service.
@@ -94,8 +76,7 @@ impl DeliveryService {
 
     /// The deliveries of orders with ids in (`after`, `upto`], in order id order.
     pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Delivery>> {
-        let query = sqlx::query(RANGE).bind(after).bind(upto);
-        read_sorted(&self.db, query, |d: &Delivery| &d.order_id).await
+        for_orders_in(&self.db, after, upto, |d: &Delivery| &d.order_id).await
     }
 }
 
@@ -109,7 +90,14 @@ fn advance(delivery: &mut Delivery, step: DeliveryStep) -> Result<DeliveryEventT
 impl Stored for Delivery {
     const ENTITY: &'static str = "delivery";
     const STORE: &'static str = STORE;
-    const LOAD_BY_ID: &'static str = LOAD_BY_ID;
+    const TABLE: &'static str = "deliveries";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("deliveryId", "delivery_id"),
+        ("orderId", "order_id"),
+        ("status", "status"),
+        ("version", "version"),
+    ];
+    const MUTABLE: &'static [&'static str] = &["status", "version"];
     type EventType = DeliveryEventType;
 
     fn id(&self) -> &str {
@@ -120,25 +108,11 @@ impl Stored for Delivery {
         DomainEvent::Delivery(event, self.clone())
     }
 
-    async fn save(conn: &mut SqliteConnection, deliveries: &[&Delivery]) -> Result<()> {
-        let now = tramline_core::envelope::now_ms();
-        insert_rows(
-            conn,
-            STORE,
-            "save deliveries",
-            SAVE,
-            ON_CONFLICT,
-            deliveries,
-            |row, d| {
-                row.push_bind(d.delivery_id.clone())
-                    .push_bind(d.order_id.clone())
-                    .push_bind(d.status.as_str())
-                    .push_bind(d.version)
-                    .push_bind(now);
-            },
-        )
-        .await?;
-        Ok(())
+    fn bind(&self, row: &mut Tuple<'_>) {
+        row.bind(&self.delivery_id)
+            .bind(&self.order_id)
+            .bind(self.status.as_str())
+            .bind(self.version);
     }
 }
 
@@ -149,7 +123,7 @@ pub struct DeliveryReaction;
 impl Reaction for DeliveryReaction {
     const STORE: &'static str = STORE;
 
-    async fn react(&self, tx: &mut WriteTx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
+    async fn react(&self, tx: &mut Tx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
         let approved: Vec<String> = events
             .into_iter()
             .filter_map(|e| match e {
@@ -162,7 +136,7 @@ impl Reaction for DeliveryReaction {
         }
         let ids: Vec<&str> = approved.iter().map(String::as_str).collect();
         // Keyed by order id: one delivery per order.
-        let mut deliveries = load::<Delivery>(tx, LOAD_BY_ORDER, &ids, |d| &d.order_id).await?;
+        let mut deliveries = load::<Delivery>(tx, "order_id", &ids, |d| &d.order_id).await?;
         let mut emitted = Vec::new();
         for order_id in &approved {
             if deliveries.by_key.contains_key(order_id) {
@@ -173,7 +147,7 @@ impl Reaction for DeliveryReaction {
             deliveries.by_key.insert(order_id.clone(), delivery);
             deliveries.touch(order_id);
         }
-        Delivery::save(tx, &deliveries.changed()).await?;
+        save(tx, &deliveries.changed()).await?;
         Ok(emitted)
     }
 }

@@ -15,54 +15,53 @@ pub use subscriber::{Reaction, Subscriber};
 use crate::error::{OrderSystemError, Result};
 use crate::events::DomainEvent;
 use serde::de::DeserializeOwned;
-use sqlx::{SqliteConnection, SqlitePool};
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
-use tramline_sql::sqlite::{self, fetch_json_rows, Schema, SqliteOptions, SqliteOutbox, WriteTx};
-use tramline_sql::SqlError;
+use tramline_sql::db::Tuple;
+use tramline_sql::{
+    insert_rows, migrate, Assign, Db, DbOptions, Dialect, LockMode, Schema, SqlError, SqlOutbox,
+    Stmt, Tx,
+};
 
 /// A service's database: its own tables, its outbox and its inbox.
 #[derive(Debug, Clone)]
 pub struct ServiceDb {
-    /// The connection pool.
-    pub pool: SqlitePool,
+    /// The database.
+    pub db: Db,
     /// The outbox the service's relay drains.
-    pub outbox: Arc<SqliteOutbox>,
+    pub outbox: Arc<SqlOutbox>,
 }
 
+/// A component's versioned migrations for a dialect.
+pub type Migrations = fn(Dialect) -> sqlx::migrate::Migrator;
+
 impl ServiceDb {
-    /// Opens the database at `path` and applies the outbox, inbox and service migrations.
-    pub async fn open(
-        path: &Path,
-        options: &SqliteOptions,
-        mut service_migrations: sqlx::migrate::Migrator,
-    ) -> Result<Self> {
-        let pool = sqlite::open(path, options).await?;
-        sqlite::migrate(&pool, &[Schema::Outbox, Schema::Inbox]).await?;
-        sqlite::run_migrator(&pool, &mut service_migrations).await?;
+    /// Opens the database at `url` and applies the outbox, inbox and service migrations.
+    pub async fn open(url: &str, options: &DbOptions, service: Migrations) -> Result<Self> {
+        let db = Db::connect(url, options).await?;
+        migrate(&db, &[Schema::Outbox, Schema::Inbox]).await?;
+        db.run_migrator(&mut service(db.dialect())).await?;
         Ok(ServiceDb {
-            outbox: Arc::new(SqliteOutbox::new(pool.clone())),
-            pool,
+            outbox: Arc::new(SqlOutbox::new(db.clone())),
+            db,
         })
     }
 
     /// Starts a write transaction for `store`.
-    pub async fn begin(&self, store: &'static str) -> Result<WriteTx, SqlError> {
-        sqlite::begin_write(&self.pool, store).await
+    pub async fn begin(&self, store: &'static str) -> Result<Tx, SqlError> {
+        self.db.begin(store).await
     }
 
     /// Appends the events to the outbox in `tx`, commits, and wakes the relay.
     pub async fn commit(
         &self,
-        mut tx: WriteTx,
+        mut tx: Tx,
         store: &'static str,
         events: &[DomainEvent],
     ) -> Result<(), SqlError> {
         let messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
-        SqliteOutbox::append(&mut tx, &messages).await?;
-        tx.commit().await.map_err(SqlError::at(store, "commit"))?;
+        SqlOutbox::append(&mut tx, &messages).await?;
+        tx.commit(store).await?;
         if !messages.is_empty() {
             self.outbox.notify();
         }
@@ -75,15 +74,20 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// An aggregate a service stores: how it is found, saved and announced. The generic
-/// operations below are written once against it.
+/// An aggregate a service stores: its table, how it is announced, how a row is bound. The
+/// operations below (load, save, commands, ranges) are written once against it.
 pub(crate) trait Stored: Clone + DeserializeOwned + Send + Sync + 'static {
     /// `order`, `payment` or `delivery`, for errors.
     const ENTITY: &'static str;
     /// The owning service, for errors.
     const STORE: &'static str;
-    /// Loads by id: binds a JSON array of ids, returns one folded JSON array.
-    const LOAD_BY_ID: &'static str;
+    /// The aggregate's table.
+    const TABLE: &'static str;
+    /// `(camelCase JSON key, column)` of every stored field, the id first: the JSON object
+    /// the aggregate deserialises from.
+    const FIELDS: &'static [(&'static str, &'static str)];
+    /// Columns a save may change on an existing row (besides `updated_at`).
+    const MUTABLE: &'static [&'static str];
     /// The kind of event a change of this aggregate emits.
     type EventType: Copy + Send;
 
@@ -91,11 +95,8 @@ pub(crate) trait Stored: Clone + DeserializeOwned + Send + Sync + 'static {
     fn id(&self) -> &str;
     /// The event announcing `self` after a change of kind `event`.
     fn announce(&self, event: Self::EventType) -> DomainEvent;
-    /// Writes the aggregates (insert or update) in as few statements as possible.
-    fn save(
-        conn: &mut SqliteConnection,
-        items: &[&Self],
-    ) -> impl Future<Output = Result<()>> + Send;
+    /// Binds the values of [`Stored::FIELDS`], in order.
+    fn bind(&self, row: &mut Tuple<'_>);
 }
 
 /// The error for an id no aggregate of kind `A` has.
@@ -106,42 +107,86 @@ pub(crate) fn not_found<A: Stored>(id: &str) -> OrderSystemError {
     }
 }
 
-/// Loads, in one statement, the aggregates whose key column is one of `ids`, keyed by `key`.
-/// `select` binds the ids as one JSON array (`… IN (SELECT value FROM json_each(?))`) and
-/// returns the rows folded into one JSON array of camelCase objects.
+/// A read of `A`'s rows folded into one JSON array; the caller writes the table (or a
+/// subquery) and `WHERE …`, then the returned suffix.
+pub(crate) fn select<A: Stored>(dialect: Dialect, lock: Option<LockMode>) -> (Stmt, String) {
+    let (prefix, suffix) = dialect.json_select(&dialect.json_objects(A::FIELDS), lock);
+    (Stmt::new(dialect, &prefix), suffix)
+}
+
+/// Loads and locks, in one statement, the aggregates whose `column` is one of `ids`, keyed by
+/// `key`. The rows stay locked until `tx` ends, so concurrent commands on one aggregate run
+/// one after the other and neither loses the other's change.
 pub(crate) async fn load<A: Stored>(
-    conn: &mut SqliteConnection,
-    select: &'static str,
+    tx: &mut Tx,
+    column: &str,
     ids: &[&str],
     key: fn(&A) -> &str,
 ) -> Result<Loaded<A>> {
-    let ids = serde_json::to_string(ids).expect("a list of strings always serialises");
-    let items = fetch_json_rows(sqlx::query(select).bind(ids), conn, A::STORE, "load").await?;
+    let (mut stmt, suffix) = select::<A>(tx.dialect(), Some(LockMode::Update));
+    stmt.push(&format!("{} WHERE {column} IN ", A::TABLE))
+        .bind_list(ids.iter().copied())
+        .push(&suffix);
+    let items = tx.fetch_json(&stmt, A::STORE, "load").await?;
     Ok(Loaded::new(items, key))
+}
+
+/// Saves (inserts or updates) the aggregates in as few statements as possible, in id order
+/// so that concurrent saves lock rows in one order.
+pub(crate) async fn save<A: Stored>(tx: &mut Tx, items: &[&A]) -> Result<()> {
+    let mut items = items.to_vec();
+    items.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    let columns: Vec<&str> = A::FIELDS.iter().map(|(_, c)| *c).collect();
+    let insert = format!(
+        "INSERT INTO {} ({}, updated_at)",
+        A::TABLE,
+        columns.join(", ")
+    );
+    let assigns: Vec<Assign<'_>> = A::MUTABLE
+        .iter()
+        .chain(&["updated_at"])
+        .map(|c| Assign::New(c))
+        .collect();
+    let upsert = tx
+        .dialect()
+        .upsert(A::TABLE, &[A::FIELDS[0].1], &assigns, None);
+    let now = tramline_core::envelope::now_ms();
+    insert_rows(tx, A::STORE, "save", &insert, &upsert, &items, |row, a| {
+        a.bind(row);
+        row.bind(now);
+    })
+    .await?;
+    Ok(())
 }
 
 /// The aggregate with this id.
 pub(crate) async fn get<A: Stored>(db: &ServiceDb, id: &str) -> Result<A> {
-    let mut conn = db
-        .pool
-        .acquire()
-        .await
-        .map_err(SqlError::at(A::STORE, "acquire"))?;
-    load::<A>(&mut conn, A::LOAD_BY_ID, &[id], A::id)
+    let (mut stmt, suffix) = select::<A>(db.db.dialect(), None);
+    stmt.push(&format!("{} WHERE {} = ", A::TABLE, A::FIELDS[0].1))
+        .bind(id)
+        .push(&suffix);
+    db.db
+        .fetch_json::<A>(&stmt, A::STORE, "get")
         .await?
-        .by_key
-        .remove(id)
+        .pop()
         .ok_or_else(|| not_found::<A>(id))
 }
 
-/// Runs a read returning one folded JSON array and sorts it by `key`: for pages and ranges.
-pub(crate) async fn read_sorted<'q, A: Stored>(
+/// The aggregates whose order id is in (`after`, `upto`], in order id order: the slice of a
+/// keyset page of orders that verification compares.
+pub(crate) async fn for_orders_in<A: Stored>(
     db: &ServiceDb,
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    key: fn(&A) -> &str,
+    after: &str,
+    upto: Option<&str>,
+    order_id: fn(&A) -> &str,
 ) -> Result<Vec<A>> {
-    let mut items: Vec<A> = fetch_json_rows(query, &db.pool, A::STORE, "read").await?;
-    items.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+    let (mut stmt, _) = select::<A>(db.db.dialect(), None);
+    stmt.push(A::TABLE).push(" WHERE order_id > ").bind(after);
+    if let Some(upto) = upto {
+        stmt.push(" AND order_id <= ").bind(upto);
+    }
+    let mut items: Vec<A> = db.db.fetch_json(&stmt, A::STORE, "read range").await?;
+    items.sort_unstable_by(|a, b| order_id(a).cmp(order_id(b)));
     Ok(items)
 }
 
@@ -155,7 +200,7 @@ pub(crate) async fn command_many<A: Stored, C: Copy>(
 ) -> Result<Vec<Result<A>>> {
     let mut tx = db.begin(A::STORE).await?;
     let ids: Vec<&str> = commands.iter().map(|(id, _)| id.as_str()).collect();
-    let mut loaded = load::<A>(&mut tx, A::LOAD_BY_ID, &ids, A::id).await?;
+    let mut loaded = load::<A>(&mut tx, A::FIELDS[0].1, &ids, A::id).await?;
     let mut outcomes = Vec::with_capacity(commands.len());
     let mut events = Vec::new();
     for (id, command) in commands {
@@ -172,7 +217,7 @@ pub(crate) async fn command_many<A: Stored, C: Copy>(
             Err(refused) => outcomes.push(Err(refused)),
         }
     }
-    A::save(&mut tx, &loaded.changed()).await?;
+    save(&mut tx, &loaded.changed()).await?;
     db.commit(tx, A::STORE, &events).await?;
     Ok(outcomes)
 }

@@ -1,43 +1,23 @@
 //! The order service: places and cancels orders, and follows its payment and delivery.
 
-use super::{command_one, get, load, new_id, not_found, read_sorted, Reaction, ServiceDb, Stored};
+use super::{command_one, get, load, new_id, not_found, save, Reaction, ServiceDb, Stored};
 use crate::domain::delivery::DeliveryEventType;
 use crate::domain::order::{CreateOrder, Order, OrderEventType};
 use crate::domain::payment::PaymentEventType;
 use crate::error::Result;
 use crate::events::DomainEvent;
-use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{insert_rows, WriteTx};
+use tramline_sql::db::Tuple;
+use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "order service";
 
-/// The stored columns as the camelCase JSON object `Order` deserialises from.
-macro_rules! order_json {
-    () => {
-        "json_group_array(json_object('orderId', order_id, 'customerId', customer_id, \
-         'productId', product_id, 'quantity', quantity, 'amountCents', amount_cents, \
-         'shippingAddress', shipping_address, 'status', status, 'version', version))"
-    };
-}
-const LOAD: &str = concat!(
-    "SELECT ",
-    order_json!(),
-    " FROM orders WHERE order_id IN (SELECT value FROM json_each(?))"
-);
-const PAGE: &str = concat!(
-    "SELECT ",
-    order_json!(),
-    " FROM (SELECT * FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?)"
-);
-const SAVE: &str =
-    "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
-     shipping_address, status, version, updated_at) ";
-const ON_CONFLICT: &str = " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
-     version = excluded.version, updated_at = excluded.updated_at";
-
 /// Migrations of the order service's own tables.
-pub fn migrations() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations/sqlite/order")
+pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite/order"),
+        Dialect::MySql => sqlx::migrate!("./migrations/mysql/order"),
+        Dialect::Postgres => sqlx::migrate!("./migrations/postgres/order"),
+    }
 }
 
 /// The order service.
@@ -74,7 +54,7 @@ impl OrderService {
             placed.push(order);
         }
         let mut tx = self.db.begin(STORE).await?;
-        Order::save(&mut tx, &placed.iter().collect::<Vec<_>>()).await?;
+        save(&mut tx, &placed.iter().collect::<Vec<_>>()).await?;
         self.db.commit(tx, STORE, &events).await?;
         Ok(placed)
     }
@@ -94,15 +74,34 @@ impl OrderService {
 
     /// Up to `limit` orders with ids after `after`, in id order: a keyset page.
     pub async fn page_after(&self, after: &str, limit: u32) -> Result<Vec<Order>> {
-        let query = sqlx::query(PAGE).bind(after).bind(limit);
-        read_sorted(&self.db, query, Order::id).await
+        let db = &self.db.db;
+        let (mut stmt, _) = super::select::<Order>(db.dialect(), None);
+        stmt.push("(SELECT * FROM orders WHERE order_id > ")
+            .bind(after)
+            .push(" ORDER BY order_id LIMIT ")
+            .bind(limit)
+            .push(") AS page");
+        let mut orders: Vec<Order> = db.fetch_json(&stmt, STORE, "read page").await?;
+        orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(orders)
     }
 }
 
 impl Stored for Order {
     const ENTITY: &'static str = "order";
     const STORE: &'static str = STORE;
-    const LOAD_BY_ID: &'static str = LOAD;
+    const TABLE: &'static str = "orders";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("orderId", "order_id"),
+        ("customerId", "customer_id"),
+        ("productId", "product_id"),
+        ("quantity", "quantity"),
+        ("amountCents", "amount_cents"),
+        ("shippingAddress", "shipping_address"),
+        ("status", "status"),
+        ("version", "version"),
+    ];
+    const MUTABLE: &'static [&'static str] = &["status", "version"];
     type EventType = OrderEventType;
 
     fn id(&self) -> &str {
@@ -113,29 +112,15 @@ impl Stored for Order {
         DomainEvent::Order(event, self.clone())
     }
 
-    async fn save(conn: &mut SqliteConnection, orders: &[&Order]) -> Result<()> {
-        let now = tramline_core::envelope::now_ms();
-        insert_rows(
-            conn,
-            STORE,
-            "save orders",
-            SAVE,
-            ON_CONFLICT,
-            orders,
-            |row, o| {
-                row.push_bind(o.order_id.clone())
-                    .push_bind(o.customer_id.clone())
-                    .push_bind(o.product_id.clone())
-                    .push_bind(o.quantity)
-                    .push_bind(o.amount_cents)
-                    .push_bind(o.shipping_address.clone())
-                    .push_bind(o.status.as_str())
-                    .push_bind(o.version)
-                    .push_bind(now);
-            },
-        )
-        .await?;
-        Ok(())
+    fn bind(&self, row: &mut Tuple<'_>) {
+        row.bind(&self.order_id)
+            .bind(&self.customer_id)
+            .bind(&self.product_id)
+            .bind(self.quantity)
+            .bind(self.amount_cents)
+            .bind(&self.shipping_address)
+            .bind(self.status.as_str())
+            .bind(self.version);
     }
 }
 
@@ -158,7 +143,7 @@ fn step_for(event: &DomainEvent) -> Option<fn(&mut Order) -> Option<OrderEventTy
 impl Reaction for OrderReaction {
     const STORE: &'static str = STORE;
 
-    async fn react(&self, tx: &mut WriteTx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
+    async fn react(&self, tx: &mut Tx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
         let steps: Vec<_> = events
             .iter()
             .filter_map(|e| step_for(e).map(|step| (e.order_id(), step)))
@@ -167,7 +152,7 @@ impl Reaction for OrderReaction {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = steps.iter().map(|(id, _)| *id).collect();
-        let mut orders = load::<Order>(tx, LOAD, &ids, Order::id).await?;
+        let mut orders = load::<Order>(tx, "order_id", &ids, Order::id).await?;
         let mut emitted = Vec::new();
         for (order_id, step) in steps {
             let order = orders
@@ -179,7 +164,7 @@ impl Reaction for OrderReaction {
                 orders.touch(order_id);
             }
         }
-        Order::save(tx, &orders.changed()).await?;
+        save(tx, &orders.changed()).await?;
         Ok(emitted)
     }
 }

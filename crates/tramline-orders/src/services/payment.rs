@@ -2,41 +2,17 @@
 //! and cancels a pending one when its order is cancelled.
 
 use super::{
-    command_many, command_one, get, load, new_id, not_found, read_sorted, Reaction, ServiceDb,
-    Stored,
+    command_many, command_one, for_orders_in, get, load, new_id, not_found, save, Reaction,
+    ServiceDb, Stored,
 };
 use crate::domain::order::OrderEventType;
 use crate::domain::payment::{Payment, PaymentEventType};
 use crate::error::Result;
 use crate::events::DomainEvent;
-use sqlx::SqliteConnection;
-use tramline_sql::sqlite::{insert_rows, WriteTx};
+use tramline_sql::db::Tuple;
+use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "payment service";
-
-/// The stored columns as the camelCase JSON object `Payment` deserialises from.
-macro_rules! payment_json {
-    () => {
-        "SELECT json_group_array(json_object('paymentId', payment_id, 'orderId', order_id, \
-         'amountCents', amount_cents, 'status', status, 'version', version)) FROM "
-    };
-}
-const LOAD_BY_ID: &str = concat!(
-    payment_json!(),
-    "payments WHERE payment_id IN (SELECT value FROM json_each(?))"
-);
-const LOAD_BY_ORDER: &str = concat!(
-    payment_json!(),
-    "payments WHERE order_id IN (SELECT value FROM json_each(?))"
-);
-const RANGE: &str = concat!(
-    payment_json!(),
-    "payments WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2)"
-);
-const SAVE: &str = "INSERT INTO payments (payment_id, order_id, amount_cents, status, version, \
-     updated_at) ";
-const ON_CONFLICT: &str = " ON CONFLICT (payment_id) DO UPDATE SET status = excluded.status, \
-     version = excluded.version, updated_at = excluded.updated_at";
 
 /// What to do with a pending payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +24,12 @@ pub enum Decision {
 }
 
 /// Migrations of the payment service's own tables.
-pub fn migrations() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations/sqlite/payment")
+pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite/payment"),
+        Dialect::MySql => sqlx::migrate!("./migrations/mysql/payment"),
+        Dialect::Postgres => sqlx::migrate!("./migrations/postgres/payment"),
+    }
 }
 
 /// The payment service.
@@ -96,8 +76,7 @@ impl PaymentService {
 
     /// The payments of orders with ids in (`after`, `upto`], in order id order.
     pub async fn for_orders_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<Payment>> {
-        let query = sqlx::query(RANGE).bind(after).bind(upto);
-        read_sorted(&self.db, query, |p: &Payment| &p.order_id).await
+        for_orders_in(&self.db, after, upto, |p: &Payment| &p.order_id).await
     }
 }
 
@@ -111,7 +90,15 @@ fn decide(payment: &mut Payment, decision: Decision) -> Result<PaymentEventType>
 impl Stored for Payment {
     const ENTITY: &'static str = "payment";
     const STORE: &'static str = STORE;
-    const LOAD_BY_ID: &'static str = LOAD_BY_ID;
+    const TABLE: &'static str = "payments";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("paymentId", "payment_id"),
+        ("orderId", "order_id"),
+        ("amountCents", "amount_cents"),
+        ("status", "status"),
+        ("version", "version"),
+    ];
+    const MUTABLE: &'static [&'static str] = &["status", "version"];
     type EventType = PaymentEventType;
 
     fn id(&self) -> &str {
@@ -122,26 +109,12 @@ impl Stored for Payment {
         DomainEvent::Payment(event, self.clone())
     }
 
-    async fn save(conn: &mut SqliteConnection, payments: &[&Payment]) -> Result<()> {
-        let now = tramline_core::envelope::now_ms();
-        insert_rows(
-            conn,
-            STORE,
-            "save payments",
-            SAVE,
-            ON_CONFLICT,
-            payments,
-            |row, p| {
-                row.push_bind(p.payment_id.clone())
-                    .push_bind(p.order_id.clone())
-                    .push_bind(p.amount_cents)
-                    .push_bind(p.status.as_str())
-                    .push_bind(p.version)
-                    .push_bind(now);
-            },
-        )
-        .await?;
-        Ok(())
+    fn bind(&self, row: &mut Tuple<'_>) {
+        row.bind(&self.payment_id)
+            .bind(&self.order_id)
+            .bind(self.amount_cents)
+            .bind(self.status.as_str())
+            .bind(self.version);
     }
 }
 
@@ -152,7 +125,7 @@ pub struct PaymentReaction;
 impl Reaction for PaymentReaction {
     const STORE: &'static str = STORE;
 
-    async fn react(&self, tx: &mut WriteTx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
+    async fn react(&self, tx: &mut Tx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
         let relevant: Vec<_> = events
             .into_iter()
             .filter_map(|e| match e {
@@ -168,7 +141,7 @@ impl Reaction for PaymentReaction {
         }
         let ids: Vec<&str> = relevant.iter().map(|(_, o)| o.order_id.as_str()).collect();
         // Keyed by order id: one payment per order.
-        let mut payments = load::<Payment>(tx, LOAD_BY_ORDER, &ids, |p| &p.order_id).await?;
+        let mut payments = load::<Payment>(tx, "order_id", &ids, |p| &p.order_id).await?;
         let mut emitted = Vec::new();
         for (event, order) in &relevant {
             let id = order.order_id.as_str();
@@ -192,7 +165,7 @@ impl Reaction for PaymentReaction {
                 }
             }
         }
-        Payment::save(tx, &payments.changed()).await?;
+        save(tx, &payments.changed()).await?;
         Ok(emitted)
     }
 }

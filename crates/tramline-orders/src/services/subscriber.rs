@@ -7,7 +7,7 @@ use crate::events::DomainEvent;
 use std::future::Future;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
-use tramline_sql::sqlite::{Inbox, WriteTx};
+use tramline_sql::{Inbox, Tx};
 
 /// What a consumer does with a batch of new events inside the batch's transaction.
 pub trait Reaction: Send + Sync + 'static {
@@ -18,7 +18,7 @@ pub trait Reaction: Send + Sync + 'static {
     /// the changes emit (may be none).
     fn react<'a>(
         &'a self,
-        tx: &'a mut WriteTx,
+        tx: &'a mut Tx,
         events: Vec<DomainEvent>,
     ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a;
 }
@@ -84,6 +84,6 @@ impl<R: Reaction> Handler for Subscriber<R> {
     }
 
     async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {
-        Ok(self.inbox.park(&self.db.pool, record, reason).await?)
+        Ok(self.inbox.park(&self.db.db, record, reason).await?)
     }
 }

@@ -11,37 +11,52 @@ pub mod verify;
 use crate::error::Result;
 use crate::services::ServiceDb;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-use tramline_sql::sqlite::{fetch_json_rows, SqliteOptions};
+use tramline_sql::{DbOptions, Dialect, Stmt};
 
 pub(crate) const STORE: &str = "order-status-view";
 
-/// The view's columns as the camelCase JSON object `OrderStatusRow` deserialises from.
-macro_rules! row_json {
-    () => {
-        "SELECT json_group_array(json_object('orderId', order_id, 'orderStatus', order_status, \
-         'customerId', customer_id, 'productId', product_id, 'quantity', quantity, \
-         'amountCents', amount_cents, 'shippingAddress', shipping_address, \
-         'orderVersion', order_version, 'paymentId', payment_id, \
-         'paymentStatus', payment_status, 'paymentVersion', payment_version, \
-         'deliveryId', delivery_id, 'deliveryStatus', delivery_status, \
-         'deliveryVersion', delivery_version)) FROM order_status_view "
-    };
+/// `(camelCase JSON key, column)` of every view column: the object `OrderStatusRow`
+/// deserialises from.
+const FIELDS: &[(&str, &str)] = &[
+    ("orderId", "order_id"),
+    ("orderStatus", "order_status"),
+    ("customerId", "customer_id"),
+    ("productId", "product_id"),
+    ("quantity", "quantity"),
+    ("amountCents", "amount_cents"),
+    ("shippingAddress", "shipping_address"),
+    ("orderVersion", "order_version"),
+    ("paymentId", "payment_id"),
+    ("paymentStatus", "payment_status"),
+    ("paymentVersion", "payment_version"),
+    ("deliveryId", "delivery_id"),
+    ("deliveryStatus", "delivery_status"),
+    ("deliveryVersion", "delivery_version"),
+];
+
+/// A read of view rows folded into one JSON array, up to `WHERE`.
+fn select(dialect: Dialect) -> Stmt {
+    Stmt::new(
+        dialect,
+        &format!(
+            "SELECT {} FROM order_status_view WHERE ",
+            dialect.json_objects(FIELDS)
+        ),
+    )
 }
-const SELECT_ONE: &str = concat!(row_json!(), "WHERE order_id = ?");
-const SELECT_RANGE: &str = concat!(
-    row_json!(),
-    "WHERE order_id > ?1 AND (?2 IS NULL OR order_id <= ?2)"
-);
 
 /// Migrations of the view's table.
-pub fn migrations() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations/sqlite/view")
+pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    match dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite/view"),
+        Dialect::MySql => sqlx::migrate!("./migrations/mysql/view"),
+        Dialect::Postgres => sqlx::migrate!("./migrations/postgres/view"),
+    }
 }
 
-/// Opens the view's database (its table, inbox and parked messages).
-pub async fn open(path: &Path, options: &SqliteOptions) -> Result<ServiceDb> {
-    ServiceDb::open(path, options, migrations()).await
+/// Opens the view's database at `url` (its table, inbox and parked messages).
+pub async fn open(url: &str, options: &DbOptions) -> Result<ServiceDb> {
+    ServiceDb::open(url, options, migrations).await
 }
 
 /// One row of the view. `None` columns belong to a source not seen yet for this order.
@@ -120,25 +135,22 @@ impl OrderStatusQuery {
 
     /// The row of one order, if the view has it.
     pub async fn get(&self, order_id: &str) -> Result<Option<OrderStatusRow>> {
-        let rows: Vec<OrderStatusRow> = fetch_json_rows(
-            sqlx::query(SELECT_ONE).bind(order_id),
-            &self.db.pool,
-            STORE,
-            "read row",
-        )
-        .await?;
+        let db = &self.db.db;
+        let mut stmt = select(db.dialect());
+        stmt.push("order_id = ").bind(order_id);
+        let rows: Vec<OrderStatusRow> = db.fetch_json(&stmt, STORE, "read row").await?;
         Ok(rows.into_iter().next())
     }
 
     /// Rows of orders with ids in (`after`, `upto`], in order id order.
     pub async fn rows_in(&self, after: &str, upto: Option<&str>) -> Result<Vec<OrderStatusRow>> {
-        let mut rows: Vec<OrderStatusRow> = fetch_json_rows(
-            sqlx::query(SELECT_RANGE).bind(after).bind(upto),
-            &self.db.pool,
-            STORE,
-            "read rows",
-        )
-        .await?;
+        let db = &self.db.db;
+        let mut stmt = select(db.dialect());
+        stmt.push("order_id > ").bind(after);
+        if let Some(upto) = upto {
+            stmt.push(" AND order_id <= ").bind(upto);
+        }
+        let mut rows: Vec<OrderStatusRow> = db.fetch_json(&stmt, STORE, "read rows").await?;
         rows.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
         Ok(rows)
     }

@@ -6,9 +6,9 @@
 //! columns (the concurrent-update bug) or both insert (the concurrent-insert bug, a duplicate
 //! key). There is no version guard, so an older event also overwrites a newer one.
 //!
-//! On SQLite the load happens before the write transaction, as it did in the seed's ORM session
-//! at MariaDB's REPEATABLE READ: a load inside a SQLite write transaction would hold the single
-//! writer lock and hide the race the baseline exists to show. Each event commits on its own, as
+//! The load happens before the write transaction, as it did in the seed's ORM session at
+//! MariaDB's REPEATABLE READ (on SQLite, a load inside the write transaction would also hold
+//! the single writer lock and hide the race the baseline exists to show). Each event commits on its own, as
 //! in the seed, so a failed batch may have committed its first events; their dedupe records make
 //! the retry skip them.
 
@@ -19,17 +19,43 @@ use crate::services::ServiceDb;
 use std::sync::atomic::Ordering;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
-use tramline_sql::sqlite::Inbox;
-use tramline_sql::SqlError;
+use tramline_sql::db::Arg;
+use tramline_sql::Inbox;
 
-const INSERT: &str = "INSERT INTO order_status_view (order_id, order_status, customer_id, \
-     product_id, quantity, amount_cents, shipping_address, order_version, payment_id, \
-     payment_status, payment_version, delivery_id, delivery_status, delivery_version, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const UPDATE: &str = "UPDATE order_status_view SET order_status = ?, customer_id = ?, \
-     product_id = ?, quantity = ?, amount_cents = ?, shipping_address = ?, order_version = ?, \
-     payment_id = ?, payment_status = ?, payment_version = ?, delivery_id = ?, \
-     delivery_status = ?, delivery_version = ?, updated_at = ? WHERE order_id = ?";
+/// Every column but the key, in the order [`column_values`] gives them.
+const COLUMNS: [&str; 13] = [
+    "order_status",
+    "customer_id",
+    "product_id",
+    "quantity",
+    "amount_cents",
+    "shipping_address",
+    "order_version",
+    "payment_id",
+    "payment_status",
+    "payment_version",
+    "delivery_id",
+    "delivery_status",
+    "delivery_version",
+];
+
+fn column_values(row: &OrderStatusRow) -> [Arg; 13] {
+    [
+        (&row.order_status).into(),
+        (&row.customer_id).into(),
+        (&row.product_id).into(),
+        row.quantity.into(),
+        row.amount_cents.into(),
+        (&row.shipping_address).into(),
+        row.order_version.into(),
+        (&row.payment_id).into(),
+        (&row.payment_status).into(),
+        row.payment_version.into(),
+        (&row.delivery_id).into(),
+        (&row.delivery_status).into(),
+        row.delivery_version.into(),
+    ]
+}
 
 /// The seed's read-then-write-the-whole-row projection.
 pub struct NaiveProjection {
@@ -78,29 +104,46 @@ impl NaiveProjection {
             return Ok(false);
         }
         let now = tramline_core::envelope::now_ms();
-        let written = match loaded {
-            None => {
-                let mut row = OrderStatusRow {
+        let (row, existed) = match loaded {
+            Some(row) => (row, true),
+            None => (
+                OrderStatusRow {
                     order_id: event.order_id().to_owned(),
                     ..OrderStatusRow::default()
-                };
-                row.set_from(&event);
-                bind_columns(sqlx::query(INSERT).bind(&row.order_id), &row)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-            }
-            Some(mut row) => {
-                row.set_from(&event);
-                bind_columns(sqlx::query(UPDATE), &row)
-                    .bind(now)
-                    .bind(&row.order_id)
-                    .execute(&mut *tx)
-                    .await
-            }
+                },
+                false,
+            ),
         };
-        if let Err(e) = written {
-            let e = SqlError::new(STORE, "write whole row", e);
+        let mut row = row;
+        row.set_from(&event);
+        let values = column_values(&row);
+        let stmt = if existed {
+            // Every column written back from the loaded copy: the lost update.
+            let mut stmt = tx.stmt("UPDATE order_status_view SET ");
+            for (column, value) in COLUMNS.iter().zip(values) {
+                stmt.push(column).push(" = ").bind(value).push(", ");
+            }
+            stmt.push("updated_at = ")
+                .bind(now)
+                .push(" WHERE order_id = ")
+                .bind(&row.order_id);
+            stmt
+        } else {
+            // Inserted because it was absent when loaded: the duplicate key.
+            let mut stmt = tx.stmt(&format!(
+                "INSERT INTO order_status_view (order_id, {}, updated_at)",
+                COLUMNS.join(", ")
+            ));
+            stmt.values(&[values], |t, values| {
+                t.bind(&row.order_id);
+                for v in values {
+                    t.bind(v.clone());
+                }
+                t.bind(now);
+            });
+            stmt
+        };
+        if let Err(e) = tx.execute(&stmt, STORE, "write whole row").await {
             if e.is_duplicate() {
                 self.stats
                     .duplicate_key_errors
@@ -108,28 +151,9 @@ impl NaiveProjection {
             }
             return Err(e.into());
         }
-        tx.commit().await.map_err(SqlError::at(STORE, "commit"))?;
+        tx.commit(STORE).await?;
         Ok(true)
     }
-}
-
-fn bind_columns<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    row: &'q OrderStatusRow,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    q.bind(&row.order_status)
-        .bind(&row.customer_id)
-        .bind(&row.product_id)
-        .bind(row.quantity)
-        .bind(row.amount_cents)
-        .bind(&row.shipping_address)
-        .bind(row.order_version)
-        .bind(&row.payment_id)
-        .bind(&row.payment_status)
-        .bind(row.payment_version)
-        .bind(&row.delivery_id)
-        .bind(&row.delivery_status)
-        .bind(row.delivery_version)
 }
 
 impl Handler for NaiveProjection {
@@ -146,6 +170,6 @@ impl Handler for NaiveProjection {
     }
 
     async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {
-        Ok(self.inbox.park(&self.db.pool, record, reason).await?)
+        Ok(self.inbox.park(&self.db.db, record, reason).await?)
     }
 }

@@ -1,0 +1,566 @@
+//! A store's database on any of the three dialects, chosen by URL, and the statements run on
+//! it.
+//!
+//! The decision to know: stores build their SQL with [`Stmt`], which writes each dialect's
+//! placeholders, and read through [`Db::fetch_json`], which takes one JSON document per
+//! statement. That keeps every store written once, with the dialects' differences confined to
+//! [`crate::dialect`]; and it is also what makes batched reads cheap on SQLite, whose driver
+//! hands every result row across threads on its own.
+
+use crate::dialect::{mysql, postgres, sqlite, Dialect};
+use crate::SqlError;
+use serde::de::DeserializeOwned;
+use sqlx::{MySql, MySqlPool, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+use std::time::Duration;
+
+/// Binds a [`Stmt`]'s values to a query of one concrete driver.
+macro_rules! bind {
+    ($db:ty, $stmt:expr) => {{
+        let stmt: &Stmt = $stmt;
+        let mut q = sqlx::query::<$db>(&stmt.sql);
+        for arg in &stmt.args {
+            q = match arg {
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }};
+}
+
+
+/// How to open a store's database. `None` means the dialect's default.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections in the pool (SQLite: 1, so writers queue in the pool rather than spin in
+    /// SQLite's busy handler; servers: 8).
+    pub max_connections: Option<u32>,
+    /// SQLite only: connections of a separate read-only pool for readers that should not
+    /// queue behind writers (the log's polls).
+    pub readers: u32,
+    /// SQLite only: how long a writer waits for the lock before a transient busy error.
+    pub busy_timeout: Duration,
+    /// How long a caller waits for a free connection before a transient error.
+    pub acquire_timeout: Duration,
+    /// Servers only: a statement running longer is cancelled (zero: no limit).
+    pub statement_timeout: Duration,
+    /// Servers only: how long a statement waits for a row lock before a transient error.
+    pub lock_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: None,
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    MySql(MySqlPool),
+    Postgres(PgPool),
+}
+
+/// A store's database: a connection pool on one dialect.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    /// SQLite: a read-only pool on the same file; servers: none (MVCC readers never wait).
+    readers: Option<SqlitePool>,
+}
+
+/// A URL with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Opens the database at `url`: `sqlite://path` (created if missing), `mysql://…` or
+    /// `mariadb://…`, `postgres://…` or `postgresql://…`.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Db, SqlError> {
+        let dialect = Dialect::from_url(url)?;
+        let pool = match dialect {
+            Dialect::Sqlite => Pool::Sqlite(sqlite::connect(url, options, false).await?),
+            Dialect::MySql => Pool::MySql(mysql::connect(url, options).await?),
+            Dialect::Postgres => Pool::Postgres(postgres::connect(url, options).await?),
+        };
+        let readers = match dialect {
+            Dialect::Sqlite if options.readers > 0 => {
+                Some(sqlite::connect(url, options, true).await?)
+            }
+            _ => None,
+        };
+        Ok(Db { pool, readers })
+    }
+
+    /// The database's dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::MySql(_) => Dialect::MySql,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A new statement in this database's dialect.
+    pub fn stmt(&self, sql: &str) -> Stmt {
+        Stmt::new(self.dialect(), sql)
+    }
+
+    /// The same database for reads that must not queue behind writers: on SQLite a
+    /// read-only pool (WAL readers never wait), elsewhere the pool itself.
+    pub fn readers(&self) -> Db {
+        match &self.readers {
+            Some(r) => Db {
+                pool: Pool::Sqlite(r.clone()),
+                readers: None,
+            },
+            None => self.clone(),
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads before it writes cannot upgrade its
+    /// snapshot once another connection committed, and fails without waiting.
+    pub async fn begin(&self, store: &'static str) -> Result<Tx, SqlError> {
+        let at = SqlError::at(store, "begin transaction");
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(at)?),
+            Pool::MySql(p) => TxInner::MySql(p.begin().await.map_err(at)?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await.map_err(at)?),
+        };
+        Ok(Tx { inner })
+    }
+
+    /// Runs a statement; returns the rows it changed, as the driver counts them (not a
+    /// dedupe signal: MariaDB counts an upsert's update twice and an unchanged row not at all).
+    pub async fn execute(
+        &self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<u64, SqlError> {
+        let at = SqlError::at(store, operation);
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => bind!(Sqlite, stmt).execute(p).await.map_err(at)?.rows_affected(),
+            Pool::MySql(p) => bind!(MySql, stmt).execute(p).await.map_err(at)?.rows_affected(),
+            Pool::Postgres(p) => bind!(Postgres, stmt)
+                .execute(p)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs a statement returning one row whose first column is a JSON array (built with
+    /// [`Dialect::json_objects`] or [`Dialect::json_tuples`]; NULL for no rows) and decodes
+    /// its elements.
+    pub async fn fetch_json<T: DeserializeOwned>(
+        &self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<Vec<T>, SqlError> {
+        let at = SqlError::at(store, operation);
+        let json: Option<String> = match &self.pool {
+            Pool::Sqlite(p) => bind!(Sqlite, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
+            Pool::MySql(p) => mysql_text(&bind!(MySql, stmt).fetch_one(p).await.map_err(&at)?),
+            Pool::Postgres(p) => bind!(Postgres, stmt)
+                .fetch_one(p)
+                .await
+                .map_err(&at)?
+                .try_get(0),
+        }
+        .map_err(&at)?;
+        decode_json(json, store, operation)
+    }
+
+    /// Runs a statement returning one integer (a count).
+    pub async fn fetch_i64(
+        &self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<i64, SqlError> {
+        let at = SqlError::at(store, operation);
+        match &self.pool {
+            Pool::Sqlite(p) => bind!(Sqlite, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
+            Pool::MySql(p) => bind!(MySql, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
+            Pool::Postgres(p) => bind!(Postgres, stmt)
+                .fetch_one(p)
+                .await
+                .map_err(&at)?
+                .try_get(0),
+        }
+        .map_err(&at)
+    }
+
+    /// Applies a component's versioned migrations; applied ones are skipped. Several
+    /// components keep their migrations in one database, so each ignores the others'.
+    pub async fn run_migrator(
+        &self,
+        migrator: &mut sqlx::migrate::Migrator,
+    ) -> Result<(), SqlError> {
+        migrator.set_ignore_missing(true);
+        let migrated = match &self.pool {
+            Pool::Sqlite(p) => migrator.run(p).await,
+            Pool::MySql(p) => migrator.run(p).await,
+            Pool::Postgres(p) => migrator.run(p).await,
+        };
+        migrated.map_err(|e| {
+            SqlError::new(
+                "migrations",
+                "apply migrations",
+                sqlx::Error::Migrate(Box::new(e)),
+            )
+        })
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::MySql(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+        if let Some(r) = &self.readers {
+            r.close().await;
+        }
+    }
+}
+
+/// The first column of a MariaDB row as text: JSON aggregates come back typed as a BLOB.
+fn mysql_text(row: &sqlx::mysql::MySqlRow) -> Result<Option<String>, sqlx::Error> {
+    let bytes: Option<Vec<u8>> = row.try_get(0)?;
+    bytes
+        .map(|b| String::from_utf8(b).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
+fn decode_json<T: DeserializeOwned>(
+    json: Option<String>,
+    store: &'static str,
+    operation: &'static str,
+) -> Result<Vec<T>, SqlError> {
+    match json {
+        // An aggregate over no rows is NULL on MariaDB and PostgreSQL.
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| SqlError::new(store, operation, sqlx::Error::Decode(Box::new(e)))),
+    }
+}
+
+enum TxInner {
+    Sqlite(Transaction<'static, Sqlite>),
+    MySql(Transaction<'static, MySql>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A write transaction on a [`Db`]; rolled back if dropped without [`Tx::commit`].
+pub struct Tx {
+    inner: TxInner,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("dialect", &self.dialect())
+            .finish()
+    }
+}
+
+impl Tx {
+    /// The transaction's dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            TxInner::Sqlite(_) => Dialect::Sqlite,
+            TxInner::MySql(_) => Dialect::MySql,
+            TxInner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A new statement in this transaction's dialect.
+    pub fn stmt(&self, sql: &str) -> Stmt {
+        Stmt::new(self.dialect(), sql)
+    }
+
+    /// [`Db::execute`] inside the transaction.
+    pub async fn execute(
+        &mut self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<u64, SqlError> {
+        let at = SqlError::at(store, operation);
+        Ok(match &mut self.inner {
+            TxInner::Sqlite(t) => bind!(Sqlite, stmt)
+                .execute(&mut **t)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+            TxInner::MySql(t) => bind!(MySql, stmt)
+                .execute(&mut **t)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+            TxInner::Postgres(t) => bind!(Postgres, stmt)
+                .execute(&mut **t)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+        })
+    }
+
+    /// [`Db::fetch_json`] inside the transaction.
+    pub async fn fetch_json<T: DeserializeOwned>(
+        &mut self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<Vec<T>, SqlError> {
+        let at = SqlError::at(store, operation);
+        let json: Option<String> = match &mut self.inner {
+            TxInner::Sqlite(t) => bind!(Sqlite, stmt)
+                .fetch_one(&mut **t)
+                .await
+                .map_err(&at)?
+                .try_get(0),
+            TxInner::MySql(t) => {
+                mysql_text(&bind!(MySql, stmt).fetch_one(&mut **t).await.map_err(&at)?)
+            }
+            TxInner::Postgres(t) => bind!(Postgres, stmt)
+                .fetch_one(&mut **t)
+                .await
+                .map_err(&at)?
+                .try_get(0),
+        }
+        .map_err(&at)?;
+        decode_json(json, store, operation)
+    }
+
+    /// Commits.
+    pub async fn commit(self, store: &'static str) -> Result<(), SqlError> {
+        let at = SqlError::at(store, "commit");
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await.map_err(at),
+            TxInner::MySql(t) => t.commit().await.map_err(at),
+            TxInner::Postgres(t) => t.commit().await.map_err(at),
+        }
+    }
+}
+
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// An integer, or a NULL integer.
+    Int(Option<i64>),
+    /// A text, or a NULL text.
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<i32> for Arg {
+    fn from(v: i32) -> Self {
+        Arg::Int(Some(v.into()))
+    }
+}
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg::Int(Some(v.into()))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+
+/// A statement under construction: SQL text with the dialect's placeholders, and its values.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    dialect: Dialect,
+    sql: String,
+    args: Vec<Arg>,
+}
+
+/// Rows per multi-row statement: few statements per batch, far under every dialect's limit of
+/// bound values per statement.
+pub const ROWS_PER_STATEMENT: usize = 100;
+
+impl Stmt {
+    /// A statement starting with `sql`.
+    pub fn new(dialect: Dialect, sql: &str) -> Self {
+        Stmt {
+            dialect,
+            sql: sql.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// The SQL text so far.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Appends SQL text.
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.dialect.placeholder(&mut self.sql, self.args.len());
+        self
+    }
+
+    /// Appends `(p1, p2, …)` bound to `values`; `(NULL)` when there are none, which matches
+    /// nothing in `IN`.
+    pub fn bind_list<T: Into<Arg>>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self {
+        self.sql.push('(');
+        let mut any = false;
+        for v in values {
+            if any {
+                self.sql.push_str(", ");
+            }
+            self.bind(v);
+            any = true;
+        }
+        self.sql
+            .push_str(if any { ")" } else { "NULL)" });
+        self
+    }
+
+    /// Appends ` VALUES (…), (…)` with one tuple per row, `row` binding each row's values.
+    pub fn values<T>(&mut self, rows: &[T], row: impl Fn(&mut Tuple<'_>, &T)) -> &mut Self {
+        self.sql.push_str(" VALUES ");
+        for (i, item) in rows.iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.sql.push('(');
+            let mut tuple = Tuple {
+                stmt: self,
+                first: true,
+            };
+            row(&mut tuple, item);
+            self.sql.push(')');
+        }
+        self
+    }
+}
+
+/// One row's values inside [`Stmt::values`].
+pub struct Tuple<'a> {
+    stmt: &'a mut Stmt,
+    first: bool,
+}
+
+impl Tuple<'_> {
+    /// Binds the row's next value.
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        if !self.first {
+            self.stmt.sql.push_str(", ");
+        }
+        self.first = false;
+        self.stmt.bind(value);
+        self
+    }
+}
+
+/// Writes `rows` with multi-row statements of at most [`ROWS_PER_STATEMENT`] rows:
+/// `insert` is the statement up to `VALUES` (exclusive), `suffix` what follows the values
+/// (an upsert clause), `row` binds one row's values. Returns the driver's changed-row count.
+pub async fn insert_rows<T>(
+    tx: &mut Tx,
+    store: &'static str,
+    operation: &'static str,
+    insert: &str,
+    suffix: &str,
+    rows: &[T],
+    row: impl Fn(&mut Tuple<'_>, &T),
+) -> Result<u64, SqlError> {
+    let mut changed = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut stmt = tx.stmt(insert);
+        stmt.values(chunk, &row).push(suffix);
+        changed += tx.execute(&stmt, store, operation).await?;
+    }
+    Ok(changed)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_number_postgres_placeholders() {
+        let mut s = Stmt::new(Dialect::Postgres, "SELECT 1 WHERE a IN ");
+        s.bind_list(["x", "y"]).push(" AND b = ").bind(3i64);
+        assert_eq!(s.sql(), "SELECT 1 WHERE a IN ($1, $2) AND b = $3");
+        let mut s = Stmt::new(Dialect::MySql, "INSERT INTO t (a, b)");
+        s.values(&[(1i64, "p"), (2, "q")], |t, (n, x)| {
+            t.bind(*n).bind(*x);
+        });
+        assert_eq!(s.sql(), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
+        let mut s = Stmt::new(Dialect::Sqlite, "x IN ");
+        s.bind_list(Vec::<String>::new());
+        assert_eq!(s.sql(), "x IN (NULL)");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("mysql://root:secret@127.0.0.1:3306/test"),
+            "mysql://root:***@127.0.0.1:3306/test"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

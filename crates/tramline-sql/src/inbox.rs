@@ -1,0 +1,108 @@
+//! Dedupe records and parked messages of a consumer, kept in the consumer's own database so
+//! that the dedupe record commits in the same transaction as the effect.
+//!
+//! The decision to know: a claim looks the batch's ids up, then inserts the new ones with a
+//! plain `INSERT`. If another transaction claims one of those ids at the same moment (possible
+//! on MariaDB and PostgreSQL, where writers do not queue on one lock), the insert fails on the
+//! key, the whole transaction rolls back, and the error is a transient conflict: the retry's
+//! look-up sees the other's record. Rows-affected is never the signal (`INSERT IGNORE` and
+//! `ON CONFLICT DO NOTHING` counts differ by dialect and client flags).
+
+use crate::{insert_rows, Db, SqlError, Tx};
+use std::collections::HashSet;
+use tramline_core::{Error, Record};
+
+const STORE: &str = "inbox";
+
+/// The inbox of one consumer (one consumer name in one database).
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    consumer: String,
+}
+
+impl Inbox {
+    /// The inbox of consumer `consumer`.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        Inbox {
+            consumer: consumer.into(),
+        }
+    }
+
+    /// Claims every record of a batch: for each record, in order, whether it is new (apply
+    /// it) or was applied before (skip it). A second copy of an id in the same batch is not
+    /// new.
+    pub async fn claim(&self, tx: &mut Tx, records: &[Record]) -> Result<Vec<bool>, SqlError> {
+        let ids: Vec<String> = records.iter().map(|r| r.envelope.id.to_string()).collect();
+        let mut stmt = tx.stmt(&format!(
+            "SELECT {} FROM tramline_inbox WHERE consumer = ",
+            tx.dialect().json_tuples(&["message_id"])
+        ));
+        stmt.bind(&self.consumer)
+            .push(" AND message_id IN ")
+            .bind_list(&ids);
+        let seen: HashSet<String> = tx
+            .fetch_json::<(String,)>(&stmt, STORE, "look up message ids")
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        let mut claimed: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let fresh: Vec<bool> = ids
+            .iter()
+            .map(|id| !seen.contains(id) && claimed.insert(id))
+            .collect();
+        let new_ids: Vec<&String> = ids
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(id, _)| id)
+            .collect();
+        let now = tramline_core::envelope::now_ms();
+        insert_rows(
+            tx,
+            STORE,
+            "record message ids",
+            "INSERT INTO tramline_inbox (consumer, message_id, received_at)",
+            "",
+            &new_ids,
+            |row, id| {
+                row.bind(&self.consumer).bind(*id).bind(now);
+            },
+        )
+        .await
+        .map_err(SqlError::duplicate_is_conflict)?;
+        Ok(fresh)
+    }
+
+    /// Keeps a message that can never be applied, with the reason, and marks its id handled.
+    pub async fn park(&self, db: &Db, record: &Record, reason: &Error) -> Result<(), SqlError> {
+        let mut tx = db.begin(STORE).await?;
+        self.claim(&mut tx, std::slice::from_ref(record)).await?;
+        let e = &record.envelope;
+        let mut stmt = tx.stmt(
+            "INSERT INTO tramline_parked (consumer, message_id, topic, part, log_offset, \
+             msg_key, headers, payload, reason, parked_at)",
+        );
+        stmt.values(&[()], |row, ()| {
+            row.bind(&self.consumer)
+                .bind(e.id.to_string())
+                .bind(&e.topic)
+                .bind(record.partition)
+                .bind(record.offset)
+                .bind(&e.key)
+                .bind(e.headers_json())
+                .bind(&e.payload)
+                .bind(reason.to_string())
+                .bind(tramline_core::envelope::now_ms());
+        });
+        tx.execute(&stmt, STORE, "park message").await?;
+        tx.commit(STORE).await
+    }
+
+    /// How many messages this consumer has parked.
+    pub async fn parked(&self, db: &Db) -> Result<i64, SqlError> {
+        let mut stmt = db.stmt("SELECT COUNT(*) FROM tramline_parked WHERE consumer = ");
+        stmt.bind(&self.consumer);
+        db.fetch_i64(&stmt, STORE, "count parked").await
+    }
+}
