@@ -1,4 +1,4 @@
-//! The consumer runtime on the real log: per-key order across lanes, offsets committed only
+//! The consumer runtime on the DB-backed log of every dialect: per-key order across lanes, offsets committed only
 //! after the effect, transient retries, and resuming where the group left off.
 
 use std::collections::{HashMap, HashSet};
@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats};
 use tramline_core::ports::{Applied, Handler, Transport};
 use tramline_core::{Envelope, Error, Record};
-use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
-use tramline_testkit::TestDir;
+use tramline_sql::{DbOptions, SqlLog};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 /// Message ids seen, and the payload numbers applied per key.
 type Seen = (HashSet<uuid::Uuid>, HashMap<String, Vec<u64>>);
@@ -78,8 +78,8 @@ fn topics() -> Vec<String> {
     vec!["t".to_owned()]
 }
 
-async fn log(dir: &TestDir, partitions: i32) -> SqliteLog {
-    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+async fn log(dbs: &TestDbs, partitions: i32) -> SqlLog {
+    let log = SqlLog::open(&dbs.url("log").await, &DbOptions::default())
         .await
         .expect("opens");
     log.create_topic("t", partitions).await.expect("topic");
@@ -92,7 +92,7 @@ struct Running {
     stats: Arc<ConsumerStats>,
 }
 
-async fn start(log: &SqliteLog, handler: Arc<Recorder>, config: ConsumerConfig) -> Running {
+async fn start(log: &SqlLog, handler: Arc<Recorder>, config: ConsumerConfig) -> Running {
     let runtime = ConsumerRuntime::new(handler, config);
     let stats = runtime.stats();
     let sub = log.subscribe("g", &topics()).await.expect("subscribe");
@@ -145,10 +145,9 @@ fn messages(keys: usize, count: u64, from: u64) -> Vec<Envelope> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_record_is_applied_once_and_each_key_in_order() {
-    let dir = TestDir::new("consumer-order");
-    let log = log(&dir, 4).await;
+async fn every_record_is_applied_once_and_each_key_in_order(backend: Backend) {
+    let dbs = TestDbs::new(backend, "consumer-order");
+    let log = log(&dbs, 4).await;
     let sent = messages(50, 3000, 0);
     for chunk in sent.chunks(100) {
         log.publish(chunk).await.expect("publish");
@@ -171,10 +170,9 @@ async fn every_record_is_applied_once_and_each_key_in_order() {
     assert_eq!(stats.applied.load(Ordering::Relaxed), 3000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offset_is_committed_only_after_its_effect() {
-    let dir = TestDir::new("consumer-commit");
-    let log = log(&dir, 1).await;
+async fn an_offset_is_committed_only_after_its_effect(backend: Backend) {
+    let dbs = TestDbs::new(backend, "consumer-commit");
+    let log = log(&dbs, 1).await;
     let (open, gate) = watch::channel(false);
     let handler = Arc::new(Recorder {
         gate: Some(gate),
@@ -211,10 +209,9 @@ async fn an_offset_is_committed_only_after_its_effect() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_are_retried_and_counted() {
-    let dir = TestDir::new("consumer-retry");
-    let log = log(&dir, 2).await;
+async fn transient_failures_are_retried_and_counted(backend: Backend) {
+    let dbs = TestDbs::new(backend, "consumer-retry");
+    let log = log(&dbs, 2).await;
     log.publish(&messages(3, 20, 0)).await.expect("publish");
     let handler = Arc::new(Recorder {
         transient_failures: AtomicU32::new(3),
@@ -230,10 +227,9 @@ async fn transient_failures_are_retried_and_counted() {
     assert!(stats.retries.total() >= 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_consumer_resumes_after_its_last_commit() {
-    let dir = TestDir::new("consumer-restart");
-    let log = log(&dir, 3).await;
+async fn a_restarted_consumer_resumes_after_its_last_commit(backend: Backend) {
+    let dbs = TestDbs::new(backend, "consumer-restart");
+    let log = log(&dbs, 3).await;
     log.publish(&messages(7, 100, 0)).await.expect("publish");
     let first = Arc::new(Recorder::default());
     let running = start(&log, Arc::clone(&first), small()).await;
@@ -259,10 +255,9 @@ async fn a_restarted_consumer_resumes_after_its_last_commit() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_handler_bounds_what_is_fetched() {
-    let dir = TestDir::new("consumer-bounded");
-    let log = log(&dir, 1).await;
+async fn a_stalled_handler_bounds_what_is_fetched(backend: Backend) {
+    let dbs = TestDbs::new(backend, "consumer-bounded");
+    let log = log(&dbs, 1).await;
     let mut sent = vec![Envelope::new("t", "slow", "0".into())];
     sent.extend(messages(1, 500, 1).into_iter().map(|mut m| {
         m.key = "slow".into();
@@ -305,3 +300,11 @@ async fn a_stalled_handler_bounds_what_is_fetched() {
     running.stop().await;
     assert_eq!(handler.applied().values().map(Vec::len).sum::<usize>(), 501);
 }
+
+on_every_database!(
+    every_record_is_applied_once_and_each_key_in_order,
+    an_offset_is_committed_only_after_its_effect,
+    transient_failures_are_retried_and_counted,
+    a_restarted_consumer_resumes_after_its_last_commit,
+    a_stalled_handler_bounds_what_is_fetched,
+);

@@ -1,4 +1,5 @@
-//! The embedded log: partitioned by key like Kafka, dense ordered offsets, durable group offsets.
+//! The DB-backed log on every dialect: partitioned by key like Kafka, dense ordered offsets,
+//! durable group offsets.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -6,11 +7,11 @@ use tramline_core::offsets::CommitPosition;
 use tramline_core::partitioner::partition_for;
 use tramline_core::ports::{Subscription, Transport};
 use tramline_core::{Envelope, Error};
-use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
-use tramline_testkit::TestDir;
+use tramline_sql::{DbOptions, SqlLog};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
 
-async fn log(dir: &TestDir) -> SqliteLog {
-    SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+async fn log(dbs: &TestDbs) -> SqlLog {
+    SqlLog::open(&dbs.url("log").await, &DbOptions::default())
         .await
         .expect("opens")
 }
@@ -33,10 +34,9 @@ async fn drain<S: Subscription>(sub: &mut S) -> Vec<tramline_core::Record> {
     }
 }
 
-#[tokio::test]
-async fn keys_keep_their_partition_and_order_and_offsets_are_dense() {
-    let dir = TestDir::new("log-partitions");
-    let log = log(&dir).await;
+async fn keys_keep_their_partition_and_order_and_offsets_are_dense(backend: Backend) {
+    let dbs = TestDbs::new(backend, "log-partitions");
+    let log = log(&dbs).await;
     log.create_topic("t", 4).await.expect("topic");
     let sent: Vec<Envelope> = (0..300)
         .map(|n| Envelope::new("t", format!("key-{}", n % 13), format!("{n}")))
@@ -76,10 +76,9 @@ async fn keys_keep_their_partition_and_order_and_offsets_are_dense() {
     }
 }
 
-#[tokio::test]
-async fn a_group_resumes_at_its_committed_offsets() {
-    let dir = TestDir::new("log-resume");
-    let log = log(&dir).await;
+async fn a_group_resumes_at_its_committed_offsets(backend: Backend) {
+    let dbs = TestDbs::new(backend, "log-resume");
+    let log = log(&dbs).await;
     log.create_topic("t", 2).await.expect("topic");
     let sent: Vec<Envelope> = (0..40)
         .map(|n| Envelope::new("t", format!("k{n}"), String::new()))
@@ -123,10 +122,9 @@ async fn a_group_resumes_at_its_committed_offsets() {
     assert_eq!(log.lag("other", &topics()).await.expect("lag"), 40);
 }
 
-#[tokio::test]
-async fn a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait() {
-    let dir = TestDir::new("log-wakeup");
-    let log = log(&dir).await;
+async fn a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait(backend: Backend) {
+    let dbs = TestDbs::new(backend, "log-wakeup");
+    let log = log(&dbs).await;
     log.create_topic("t", 1).await.expect("topic");
     let mut sub = log.subscribe("g", &topics()).await.expect("subscribe");
     let publisher = log.clone();
@@ -148,10 +146,9 @@ async fn a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-#[tokio::test]
-async fn unknown_topics_and_bad_partition_counts_are_clear_errors() {
-    let dir = TestDir::new("log-errors");
-    let log = log(&dir).await;
+async fn unknown_topics_and_bad_partition_counts_are_clear_errors(backend: Backend) {
+    let dbs = TestDbs::new(backend, "log-errors");
+    let log = log(&dbs).await;
     let err = log
         .publish(&[Envelope::new("missing", "k", String::new())])
         .await
@@ -182,13 +179,14 @@ async fn unknown_topics_and_bad_partition_counts_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_polls_and_commits_never_wait_for_each_others_locks() {
-    let dir = TestDir::new("log-no-contention");
+    // SQLite's one write lock is what this is about.
+    let dbs = TestDbs::new(Backend::Sqlite, "log-no-contention");
     // With no busy timeout, any two writers meeting would fail at once with "locked".
-    let impatient = SqliteOptions {
+    let impatient = DbOptions {
         busy_timeout: Duration::ZERO,
-        ..SqliteOptions::default()
+        ..DbOptions::default()
     };
-    let log = SqliteLog::open(&dir.sqlite("log"), &impatient)
+    let log = SqlLog::open(&dbs.url("log").await, &impatient)
         .await
         .expect("opens");
     log.create_topic("t", 4).await.expect("topic");
@@ -217,3 +215,10 @@ async fn appends_polls_and_commits_never_wait_for_each_others_locks() {
         .expect("no panic")
         .expect("polls and commits never meet a lock");
 }
+
+on_every_database!(
+    keys_keep_their_partition_and_order_and_offsets_are_dense,
+    a_group_resumes_at_its_committed_offsets,
+    a_poll_wakes_on_an_append_instead_of_sleeping_out_its_wait,
+    unknown_topics_and_bad_partition_counts_are_clear_errors,
+);

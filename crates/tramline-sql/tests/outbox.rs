@@ -1,48 +1,43 @@
-//! The SQLite outbox: commits with the caller's transaction, hands out in commit order.
+//! The outbox on every dialect: commits with the caller's transaction, hands out what
+//! committed, and never loses a message that commits after a later one.
 
 use tramline_core::ports::Outbox;
 use tramline_core::Envelope;
-use tramline_sql::sqlite::{self, Schema, SqliteOptions, SqliteOutbox};
-use tramline_testkit::TestDir;
+use tramline_sql::{migrate, Db, DbOptions, Schema, SqlOutbox};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
 
-async fn outbox(dir: &TestDir) -> SqliteOutbox {
-    let pool = sqlite::open(&dir.sqlite("service"), &SqliteOptions::default())
+async fn outbox(dbs: &TestDbs) -> (SqlOutbox, Db) {
+    let db = Db::connect(&dbs.url("service").await, &DbOptions::default())
         .await
         .expect("opens");
-    sqlite::migrate(&pool, &[Schema::Outbox])
-        .await
-        .expect("migrates");
-    SqliteOutbox::new(pool)
+    migrate(&db, &[Schema::Outbox]).await.expect("migrates");
+    (SqlOutbox::new(db.clone()), db)
 }
 
 fn message(key: &str, n: u32) -> Envelope {
     Envelope::new("order-events", key, format!("{{\"n\":{n}}}"))
 }
 
-#[tokio::test]
-async fn only_committed_messages_are_handed_out_in_commit_order_until_marked() {
-    let dir = TestDir::new("outbox-order");
-    let outbox = outbox(&dir).await;
-    let pool = sqlite::open(&dir.sqlite("service"), &SqliteOptions::default())
-        .await
-        .expect("opens");
+async fn only_committed_messages_are_handed_out_in_commit_order_until_marked(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-order");
+    let (outbox, db) = outbox(&dbs).await;
 
     let rolled_back = message("a", 0);
-    let mut tx = sqlite::begin_write(&pool, "test").await.expect("begin");
-    SqliteOutbox::append(&mut tx, std::slice::from_ref(&rolled_back))
+    let mut tx = db.begin("test").await.expect("begin");
+    SqlOutbox::append(&mut tx, std::slice::from_ref(&rolled_back))
         .await
         .expect("append");
-    tx.rollback().await.expect("rollback");
+    drop(tx); // rolled back
 
     let sent: Vec<Envelope> = (1..=5)
         .map(|n| message(if n % 2 == 0 { "a" } else { "b" }, n))
         .collect();
     for m in &sent {
-        let mut tx = sqlite::begin_write(&pool, "test").await.expect("begin");
-        SqliteOutbox::append(&mut tx, std::slice::from_ref(m))
+        let mut tx = db.begin("test").await.expect("begin");
+        SqlOutbox::append(&mut tx, std::slice::from_ref(m))
             .await
             .expect("append");
-        tx.commit().await.expect("commit");
+        tx.commit("test").await.expect("commit");
     }
     assert_eq!(outbox.backlog().await.expect("backlog"), 5);
 
@@ -64,20 +59,65 @@ async fn only_committed_messages_are_handed_out_in_commit_order_until_marked() {
     assert_eq!(outbox.backlog().await.expect("backlog"), 0);
 }
 
-#[tokio::test]
-async fn a_multi_message_append_keeps_its_order_and_headers() {
-    let dir = TestDir::new("outbox-bulk");
-    let outbox = outbox(&dir).await;
-    let pool = sqlite::open(&dir.sqlite("service"), &SqliteOptions::default())
-        .await
-        .expect("opens");
+async fn a_multi_message_append_keeps_its_order_and_headers(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-bulk");
+    let (outbox, db) = outbox(&dbs).await;
     // More than one multi-row statement's worth.
     let sent: Vec<Envelope> = (0..400)
         .map(|n| message(&format!("k{}", n % 7), n).with_header("event-type", "OrderCreated"))
         .collect();
-    let mut tx = sqlite::begin_write(&pool, "test").await.expect("begin");
-    SqliteOutbox::append(&mut tx, &sent).await.expect("append");
-    tx.commit().await.expect("commit");
+    let mut tx = db.begin("test").await.expect("begin");
+    SqlOutbox::append(&mut tx, &sent).await.expect("append");
+    tx.commit("test").await.expect("commit");
     let got = outbox.fetch_unpublished(1000).await.expect("fetch");
     assert_eq!(got.messages, sent);
 }
+
+async fn a_message_committed_after_a_later_one_is_still_published(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-late-commit");
+    let (outbox, db) = outbox(&dbs).await;
+    let (early, late) = (message("a", 1), message("b", 2));
+    // `early` takes the lower seq but does not commit yet.
+    let mut first = db.begin("test").await.expect("begin");
+    SqlOutbox::append(&mut first, std::slice::from_ref(&early))
+        .await
+        .expect("append");
+    if backend == Backend::Sqlite {
+        // seq is assigned under SQLite's one write lock: no second writer can even begin
+        // until the first commits, so seq order is commit order there.
+        let impatient = DbOptions {
+            busy_timeout: std::time::Duration::ZERO,
+            ..DbOptions::default()
+        };
+        let other = Db::connect(&dbs.url("service").await, &impatient)
+            .await
+            .expect("opens");
+        let err = other.begin("test").await.expect_err("the lock is held");
+        assert!(err.is_transient(), "{err}");
+        first.commit("test").await.expect("commit");
+        let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+        assert_eq!(batch.messages, vec![early]);
+        return;
+    }
+    let mut second = db.begin("test").await.expect("begin");
+    SqlOutbox::append(&mut second, std::slice::from_ref(&late))
+        .await
+        .expect("append");
+    second.commit("test").await.expect("commit");
+    // The relay sees only the later seq and publishes it...
+    let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+    assert_eq!(batch.messages, vec![late]);
+    outbox.mark_published(&batch).await.expect("mark");
+    // ...and the earlier seq, committed afterwards, is not skipped as "already passed".
+    first.commit("test").await.expect("commit");
+    let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+    assert_eq!(batch.messages, vec![early]);
+    outbox.mark_published(&batch).await.expect("mark");
+    assert_eq!(outbox.backlog().await.expect("backlog"), 0);
+}
+
+on_every_database!(
+    a_message_committed_after_a_later_one_is_still_published,
+    only_committed_messages_are_handed_out_in_commit_order_until_marked,
+    a_multi_message_append_keeps_its_order_and_headers,
+);

@@ -9,44 +9,40 @@ use tokio_util::sync::CancellationToken;
 use tramline_core::ports::{Outbox, OutboxBatch, Subscription, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::{Envelope, Error};
-use tramline_sql::sqlite::{self, Schema, SqliteLog, SqliteOptions, SqliteOutbox};
-use tramline_testkit::TestDir;
+use tramline_sql::{migrate, Db, DbOptions, Schema, SqlLog, SqlOutbox};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 struct Setup {
-    pool: sqlx::SqlitePool,
-    outbox: Arc<SqliteOutbox>,
-    log: SqliteLog,
+    db: Db,
+    outbox: Arc<SqlOutbox>,
+    log: SqlLog,
 }
 
-async fn setup(dir: &TestDir) -> Setup {
-    let opts = SqliteOptions::default();
-    let pool = sqlite::open(&dir.sqlite("service"), &opts)
+async fn setup(dbs: &TestDbs) -> Setup {
+    let opts = DbOptions::default();
+    let db = Db::connect(&dbs.url("service").await, &opts)
         .await
         .expect("opens");
-    sqlite::migrate(&pool, &[Schema::Outbox])
-        .await
-        .expect("migrates");
-    let log = SqliteLog::open(&dir.sqlite("log"), &opts)
+    migrate(&db, &[Schema::Outbox]).await.expect("migrates");
+    let log = SqlLog::open(&dbs.url("log").await, &opts)
         .await
         .expect("log opens");
     log.create_topic("t", 3).await.expect("topic");
     Setup {
-        outbox: Arc::new(SqliteOutbox::new(pool.clone())),
-        pool,
+        outbox: Arc::new(SqlOutbox::new(db.clone())),
+        db,
         log,
     }
 }
 
 async fn write(s: &Setup, messages: &[Envelope]) {
-    let mut tx = sqlite::begin_write(&s.pool, "test").await.expect("begin");
-    SqliteOutbox::append(&mut tx, messages)
-        .await
-        .expect("append");
-    tx.commit().await.expect("commit");
+    let mut tx = s.db.begin("test").await.expect("begin");
+    SqlOutbox::append(&mut tx, messages).await.expect("append");
+    tx.commit("test").await.expect("commit");
     s.outbox.notify();
 }
 
-async fn read_all(log: &SqliteLog) -> Vec<Envelope> {
+async fn read_all(log: &SqlLog) -> Vec<Envelope> {
     let mut sub = log
         .subscribe(&uuid::Uuid::now_v7().to_string(), &["t".to_owned()])
         .await
@@ -72,10 +68,9 @@ fn per_key(messages: &[Envelope], key: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn publishes_everything_in_commit_order_per_key() {
-    let dir = TestDir::new("relay-order");
-    let s = setup(&dir).await;
+async fn publishes_everything_in_commit_order_per_key(backend: Backend) {
+    let dbs = TestDbs::new(backend, "relay-order");
+    let s = setup(&dbs).await;
     let sent: Vec<Envelope> = (0..250)
         .map(|n| Envelope::new("t", format!("k{}", n % 5), n.to_string()))
         .collect();
@@ -100,10 +95,9 @@ async fn publishes_everything_in_commit_order_per_key() {
     assert_eq!(s.outbox.backlog().await.expect("backlog"), 0);
 }
 
-#[tokio::test]
-async fn wakes_on_a_commit_without_waiting_for_its_poll_interval() {
-    let dir = TestDir::new("relay-wakeup");
-    let s = setup(&dir).await;
+async fn wakes_on_a_commit_without_waiting_for_its_poll_interval(backend: Backend) {
+    let dbs = TestDbs::new(backend, "relay-wakeup");
+    let s = setup(&dbs).await;
     let relay = OutboxRelay::new(
         Arc::clone(&s.outbox),
         Arc::new(s.log.clone()),
@@ -135,7 +129,7 @@ async fn wakes_on_a_commit_without_waiting_for_its_poll_interval() {
 
 /// An outbox whose first mark fails, as if the relay process died after publishing.
 struct CrashBeforeMark {
-    inner: Arc<SqliteOutbox>,
+    inner: Arc<SqlOutbox>,
     crashed: AtomicBool,
 }
 
@@ -154,10 +148,9 @@ impl Outbox for CrashBeforeMark {
     }
 }
 
-#[tokio::test]
-async fn a_crash_between_publish_and_mark_republishes_duplicates_not_gaps() {
-    let dir = TestDir::new("relay-crash");
-    let s = setup(&dir).await;
+async fn a_crash_between_publish_and_mark_republishes_duplicates_not_gaps(backend: Backend) {
+    let dbs = TestDbs::new(backend, "relay-crash");
+    let s = setup(&dbs).await;
     let sent: Vec<Envelope> = (0..30)
         .map(|n| Envelope::new("t", format!("k{}", n % 3), n.to_string()))
         .collect();
@@ -214,3 +207,9 @@ async fn a_crash_between_publish_and_mark_republishes_duplicates_not_gaps() {
         );
     }
 }
+
+on_every_database!(
+    publishes_everything_in_commit_order_per_key,
+    wakes_on_a_commit_without_waiting_for_its_poll_interval,
+    a_crash_between_publish_and_mark_republishes_duplicates_not_gaps,
+);

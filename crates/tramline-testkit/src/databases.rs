@@ -139,32 +139,29 @@ impl Drop for TestDbs {
     }
 }
 
-/// Runs one async test body on SQLite, MariaDB and PostgreSQL: expands to a module named
-/// after the test with one `#[tokio::test]` per backend. The body gets the [`Backend`].
+/// Runs async test functions `fn name(backend: Backend)` on SQLite, MariaDB and
+/// PostgreSQL: for each it adds a module of the same name with one `#[tokio::test]` per
+/// backend (`name::sqlite`, `name::mariadb`, `name::postgres`).
 #[macro_export]
 macro_rules! on_every_database {
-    ($(#[$meta:meta])* async fn $name:ident($backend:ident: Backend) $body:block) => {
-        $(#[$meta])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$test($crate::Backend::Sqlite).await
+                }
 
-            async fn run($backend: $crate::Backend) $body
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mariadb() {
+                    super::$test($crate::Backend::MariaDb).await
+                }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                run($crate::Backend::Sqlite).await
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$test($crate::Backend::Postgres).await
+                }
             }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn mariadb() {
-                run($crate::Backend::MariaDb).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                run($crate::Backend::Postgres).await
-            }
-        }
+        )+
     };
 }
