@@ -16,8 +16,8 @@ use tramline_orders::services::{ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::OrderStatusQuery;
 use tramline_orders::OrderSystemError;
-use tramline_sql::sqlite::{SqliteLog, SqliteOptions};
-use tramline_testkit::TestDir;
+use tramline_sql::{DbOptions, SqlLog};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 fn malformed(good: &Envelope) -> Vec<(&'static str, Envelope)> {
     let mut bad_payload = good.clone();
@@ -38,10 +38,9 @@ fn malformed(good: &Envelope) -> Vec<(&'static str, Envelope)> {
     ]
 }
 
-#[tokio::test]
-async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing() {
-    let dir = TestDir::new("poison-direct");
-    let db = view_db(&dir).await;
+async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing(backend: Backend) {
+    let dbs = TestDbs::new(backend, "poison-direct");
+    let db = view_db(&dbs).await;
     let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
     let good = records(&completed_history("order-1")).remove(0);
     for (what, envelope) in malformed(&good.envelope) {
@@ -68,16 +67,15 @@ async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing() {
     assert_eq!((applied.applied, applied.duplicates), (1, 0));
 }
 
-#[tokio::test]
-async fn the_runtime_parks_poison_and_applies_everything_around_it() {
-    let dir = TestDir::new("poison-runtime");
-    let log = SqliteLog::open(&dir.sqlite("log"), &SqliteOptions::default())
+async fn the_runtime_parks_poison_and_applies_everything_around_it(backend: Backend) {
+    let dbs = TestDbs::new(backend, "poison-runtime");
+    let log = SqlLog::open(&dbs.url("log").await, &DbOptions::default())
         .await
         .expect("log opens");
     for t in ALL_TOPICS {
         log.create_topic(t, 2).await.expect("topic");
     }
-    let db = view_db(&dir).await;
+    let db = view_db(&dbs).await;
     let first = records(&completed_history("order-1"));
     let second = records(&completed_history("order-2"));
     let poison = malformed(&first[0].envelope).remove(0).1;
@@ -111,7 +109,7 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it() {
     cancel.cancel();
     task.await.expect("no panic").expect("runtime ends cleanly");
 
-    assert_eq!(handler.inbox().parked(&db.pool).await.expect("count"), 1);
+    assert_eq!(handler.inbox().parked(&db.db).await.expect("count"), 1);
     assert_eq!(stats.parked.load(std::sync::atomic::Ordering::Relaxed), 1);
     let query = OrderStatusQuery::new(db);
     for id in ["order-1", "order-2"] {
@@ -121,22 +119,21 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it() {
     }
 }
 
-async fn order_service(dir: &TestDir) -> OrderService {
+async fn order_service(dbs: &TestDbs) -> OrderService {
     OrderService::new(
         ServiceDb::open(
-            &dir.sqlite("order"),
-            &SqliteOptions::default(),
-            order::migrations(),
+            &dbs.url("order").await,
+            &DbOptions::default(),
+            order::migrations,
         )
         .await
         .expect("order db opens"),
     )
 }
 
-#[tokio::test]
-async fn an_invalid_command_is_refused_and_writes_nothing() {
-    let dir = TestDir::new("invalid-command");
-    let orders = order_service(&dir).await;
+async fn an_invalid_command_is_refused_and_writes_nothing(backend: Backend) {
+    let dbs = TestDbs::new(backend, "invalid-command");
+    let orders = order_service(&dbs).await;
     let mut cmd = command(1);
     cmd.amount_cents = -5;
     let err = orders.create(cmd).await.expect_err("negative amount");
@@ -174,10 +171,9 @@ async fn an_invalid_command_is_refused_and_writes_nothing() {
     assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 0);
 }
 
-#[tokio::test]
-async fn an_illegal_transition_is_refused_and_emits_nothing() {
-    let dir = TestDir::new("illegal-transition");
-    let orders = order_service(&dir).await;
+async fn an_illegal_transition_is_refused_and_emits_nothing(backend: Backend) {
+    let dbs = TestDbs::new(backend, "illegal-transition");
+    let orders = order_service(&dbs).await;
     let order = orders.create(command(1)).await.expect("created");
     let cancelled = orders.cancel(&order.order_id).await.expect("cancelled");
     let err = orders
@@ -219,11 +215,10 @@ async fn an_illegal_transition_is_refused_and_emits_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies() {
+async fn a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies(backend: Backend) {
     use tramline_orders::services::order::OrderReaction;
-    let dir = TestDir::new("atomic-batch");
-    let orders = order_service(&dir).await;
+    let dbs = TestDbs::new(backend, "atomic-batch");
+    let orders = order_service(&dbs).await;
     let handler = Subscriber::new(orders.db().clone(), "order-service", OrderReaction);
     // A payment approval for an order the service does not have (yet).
     let order = tramline_orders::domain::order::Order::create("order-x".into(), command(9))
@@ -241,12 +236,15 @@ async fn a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies() {
     assert!(matches!(err, Error::Poison { .. }), "{err}");
     // Once the order exists, the same message applies: its failed attempt claimed nothing.
     let mut tx = orders.db().begin("test").await.expect("begin");
-    sqlx::query("INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, shipping_address, status, version, updated_at) VALUES (?, 'c', 'p', 1, 1, 'a', 'PENDING', 1, 0)")
+    let mut insert = tx.stmt(
+        "INSERT INTO orders (order_id, customer_id, product_id, quantity, amount_cents, \
+         shipping_address, status, version, updated_at) VALUES (",
+    );
+    insert
         .bind(&order.order_id)
-        .execute(&mut *tx)
-        .await
-        .expect("insert");
-    tx.commit().await.expect("commit");
+        .push(", 'c', 'p', 1, 1, 'a', 'PENDING', 1, 0)");
+    tx.execute(&insert, "test", "insert").await.expect("insert");
+    tx.commit("test").await.expect("commit");
     let applied = handler.apply(&[approval]).await.expect("applies now");
     assert_eq!((applied.applied, applied.duplicates), (1, 0));
     assert_eq!(
@@ -254,3 +252,11 @@ async fn a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies() {
         tramline_orders::domain::order::OrderStatus::Approved
     );
 }
+
+on_every_database!(
+    a_poison_message_is_refused_with_a_typed_error_and_changes_nothing,
+    the_runtime_parks_poison_and_applies_everything_around_it,
+    an_invalid_command_is_refused_and_writes_nothing,
+    an_illegal_transition_is_refused_and_emits_nothing,
+    a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies,
+);

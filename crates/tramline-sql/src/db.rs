@@ -28,7 +28,6 @@ macro_rules! bind {
     }};
 }
 
-
 /// How to open a store's database. `None` means the dialect's default.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -54,7 +53,7 @@ impl Default for DbOptions {
             max_connections: None,
             readers: 4,
             busy_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(20),
         }
@@ -158,8 +157,16 @@ impl Db {
     ) -> Result<u64, SqlError> {
         let at = SqlError::at(store, operation);
         Ok(match &self.pool {
-            Pool::Sqlite(p) => bind!(Sqlite, stmt).execute(p).await.map_err(at)?.rows_affected(),
-            Pool::MySql(p) => bind!(MySql, stmt).execute(p).await.map_err(at)?.rows_affected(),
+            Pool::Sqlite(p) => bind!(Sqlite, stmt)
+                .execute(p)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+            Pool::MySql(p) => bind!(MySql, stmt)
+                .execute(p)
+                .await
+                .map_err(at)?
+                .rows_affected(),
             Pool::Postgres(p) => bind!(Postgres, stmt)
                 .execute(p)
                 .await
@@ -179,7 +186,11 @@ impl Db {
     ) -> Result<Vec<T>, SqlError> {
         let at = SqlError::at(store, operation);
         let json: Option<String> = match &self.pool {
-            Pool::Sqlite(p) => bind!(Sqlite, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
+            Pool::Sqlite(p) => bind!(Sqlite, stmt)
+                .fetch_one(p)
+                .await
+                .map_err(&at)?
+                .try_get(0),
             Pool::MySql(p) => mysql_text(&bind!(MySql, stmt).fetch_one(p).await.map_err(&at)?),
             Pool::Postgres(p) => bind!(Postgres, stmt)
                 .fetch_one(p)
@@ -200,8 +211,16 @@ impl Db {
     ) -> Result<i64, SqlError> {
         let at = SqlError::at(store, operation);
         match &self.pool {
-            Pool::Sqlite(p) => bind!(Sqlite, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
-            Pool::MySql(p) => bind!(MySql, stmt).fetch_one(p).await.map_err(&at)?.try_get(0),
+            Pool::Sqlite(p) => bind!(Sqlite, stmt)
+                .fetch_one(p)
+                .await
+                .map_err(&at)?
+                .try_get(0),
+            Pool::MySql(p) => bind!(MySql, stmt)
+                .fetch_one(p)
+                .await
+                .map_err(&at)?
+                .try_get(0),
             Pool::Postgres(p) => bind!(Postgres, stmt)
                 .fetch_one(p)
                 .await
@@ -472,8 +491,7 @@ impl Stmt {
             self.bind(v);
             any = true;
         }
-        self.sql
-            .push_str(if any { ")" } else { "NULL)" });
+        self.sql.push_str(if any { ")" } else { "NULL)" });
         self
     }
 
@@ -534,7 +552,6 @@ pub async fn insert_rows<T>(
     }
     Ok(changed)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -55,8 +55,7 @@ impl SqlError {
                     sqlite::retry_cause(e)
                 } else if let Some(e) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                     mysql::retry_cause(e)
-                } else if let Some(e) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                {
+                } else if let Some(e) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                     postgres::retry_cause(e)
                 } else {
                     None

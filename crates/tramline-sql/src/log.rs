@@ -35,10 +35,8 @@ pub struct SqlLog {
 
 /// The statement reading each partition's next offset of `topic`, optionally locking them.
 fn partitions_stmt(db_dialect: crate::Dialect, topic: &str, lock: Option<LockMode>) -> Stmt {
-    let (prefix, suffix) = db_dialect.json_select(
-        &db_dialect.json_tuples(&["part", "next_offset"]),
-        lock,
-    );
+    let (prefix, suffix) =
+        db_dialect.json_select(&db_dialect.json_tuples(&["part", "next_offset"]), lock);
     let mut stmt = Stmt::new(db_dialect, &prefix);
     stmt.push("tramline_log_partitions WHERE topic = ")
         .bind(topic)
@@ -164,9 +162,7 @@ impl SqlLog {
         topics.dedup();
         for topic in topics {
             let stmt = partitions_stmt(tx.dialect(), topic, Some(LockMode::Update));
-            let offsets = in_partition_order(
-                tx.fetch_json(&stmt, STORE, "lock partitions").await?,
-            );
+            let offsets = in_partition_order(tx.fetch_json(&stmt, STORE, "lock partitions").await?);
             if offsets.is_empty() {
                 return Err(Error::Config(format!(
                     "topic {topic} does not exist in the log; create it first"
@@ -339,8 +335,7 @@ impl SqlSubscription {
                 .push(&format!(") AS p{n}"));
         }
         stmt.push(") AS ready");
-        let mut rows: Vec<StoredRecord> =
-            readers.fetch_json(&stmt, STORE, "read records").await?;
+        let mut rows: Vec<StoredRecord> = readers.fetch_json(&stmt, STORE, "read records").await?;
         // The aggregate's order follows the subqueries' in practice; sorting makes it certain.
         rows.sort_unstable_by_key(|r| (r.0, r.1));
         let mut out = Vec::with_capacity(rows.len());

@@ -101,8 +101,10 @@ impl Outbox for SqlOutbox {
         ));
         stmt.bind(i64::try_from(max).unwrap_or(i64::MAX))
             .push(") AS batch");
-        let mut rows: Vec<StoredMessage> =
-            self.db.fetch_json(&stmt, STORE, "fetch unpublished").await?;
+        let mut rows: Vec<StoredMessage> = self
+            .db
+            .fetch_json(&stmt, STORE, "fetch unpublished")
+            .await?;
         rows.sort_unstable_by_key(|r| r.0);
         let mut batch = OutboxBatch {
             positions: Vec::with_capacity(rows.len()),

@@ -44,7 +44,8 @@ async fn contention_is_transient_with_its_cause(backend: Backend) {
         let err = other.begin("outbox").await.expect_err("lock is held");
         assert_eq!(err.retry_cause(), Some(RetryCause::Busy), "{err}");
         assert!(
-            err.to_string().starts_with("outbox: begin transaction failed"),
+            err.to_string()
+                .starts_with("outbox: begin transaction failed"),
             "{err}"
         );
         let core: tramline_core::Error = err.into();
@@ -65,10 +66,7 @@ async fn contention_is_transient_with_its_cause(backend: Backend) {
     };
     let a = tokio::spawn(cross(first, 2));
     let b = tokio::spawn(cross(second, 1));
-    let outcomes = [
-        a.await.expect("no panic"),
-        b.await.expect("no panic"),
-    ];
+    let outcomes = [a.await.expect("no panic"), b.await.expect("no panic")];
     let errors: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(errors.len(), 1, "exactly one victim: {outcomes:?}");
     let err = errors[0];
@@ -99,8 +97,14 @@ async fn an_unsupported_url_is_refused_without_leaking_its_password() {
         .await
         .expect_err("not a dialect of ours");
     let message = err.to_string();
-    assert!(message.contains("unsupported database URL scheme"), "{message}");
-    assert!(!message.contains("tiger"), "the password stays secret: {message}");
+    assert!(
+        message.contains("unsupported database URL scheme"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("tiger"),
+        "the password stays secret: {message}"
+    );
 }
 
 on_every_database!(

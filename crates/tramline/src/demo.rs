@@ -21,6 +21,7 @@ use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, La
 use tramline_core::fault::{Duplicating, Shuffled};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
+use tramline_core::retry::RetryPolicy;
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
 use tramline_orders::scenario::{Fate, Operator, Scenario};
@@ -32,7 +33,6 @@ use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
 use tramline_orders::view::verify::{verify_stores, Verification};
 use tramline_orders::view::{self, OrderStatusQuery};
-use tramline_core::retry::RetryPolicy;
 use tramline_sql::provision::Scratch;
 use tramline_sql::{Db, DbOptions, Dialect, Inbox, SqlLog, SqlOutbox};
 
@@ -139,8 +139,8 @@ struct Report {
     parked: i64,
     /// Retries of transient failures by every consumer and relay, by cause.
     retries: std::collections::BTreeMap<&'static str, u64>,
-    /// Each store's dialect.
-    databases: std::collections::BTreeMap<&'static str, Dialect>,
+    /// Where each store lived (URL, password hidden).
+    databases: std::collections::BTreeMap<&'static str, String>,
     relay_batches: u64,
     view_batches: u64,
     elapsed_ms: u64,
@@ -221,6 +221,14 @@ impl Placement {
             .expect("every store is placed")
     }
 
+    /// Each store's URL with its password hidden, for the report.
+    fn redacted(&self) -> std::collections::BTreeMap<&'static str, String> {
+        self.urls
+            .iter()
+            .map(|(store, url)| (*store, tramline_sql::db::redact(url)))
+            .collect()
+    }
+
     /// Drops the server databases of the run (SQLite files go with their directory).
     async fn clean_up(self, keep: bool) -> anyhow::Result<()> {
         for scratch in self.created {
@@ -288,18 +296,6 @@ impl System {
             ("payment", Arc::clone(&self.payments.db().outbox)),
             ("delivery", Arc::clone(&self.deliveries.db().outbox)),
         ]
-    }
-
-    fn databases(&self) -> std::collections::BTreeMap<&'static str, Dialect> {
-        [
-            ("log", self.log.db().dialect()),
-            ("order", self.orders.db().db.dialect()),
-            ("payment", self.payments.db().db.dialect()),
-            ("delivery", self.deliveries.db().db.dialect()),
-            ("view", self.view_db.db.dialect()),
-        ]
-        .into_iter()
-        .collect()
     }
 
     async fn close(&self) {
@@ -382,8 +378,7 @@ impl Consumers<'_> {
         shuffle: bool,
     ) -> anyhow::Result<(Arc<Subscriber<R>>, Arc<ConsumerStats>)> {
         let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
-        self.inboxes
-            .push((handler.inbox().clone(), db.db.clone()));
+        self.inboxes.push((handler.inbox().clone(), db.db.clone()));
         let stats = self
             .spawn(group, Arc::clone(&handler), config, shuffle)
             .await?;
@@ -435,10 +430,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         statement_timeout: Duration::from_secs(args.statement_timeout_secs),
         ..DbOptions::default()
     };
-    let outcome = match System::open(&placement, &options, args.partitions, args.duplicates).await
-    {
+    let outcome = match System::open(&placement, &options, args.partitions, args.duplicates).await {
         Ok(sys) => {
-            let outcome = run_system(&args, &sys).await;
+            let outcome = run_system(&args, &sys, &placement).await;
             sys.close().await;
             outcome
         }
@@ -449,7 +443,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the demo on opened stores.
-async fn run_system(args: &DemoArgs, sys: &System) -> anyhow::Result<ExitCode> {
+async fn run_system(
+    args: &DemoArgs,
+    sys: &System,
+    placement: &Placement,
+) -> anyhow::Result<ExitCode> {
     let retry = RetryPolicy {
         max_retries: args.max_retries,
         ..RetryPolicy::default()
@@ -663,7 +661,7 @@ async fn run_system(args: &DemoArgs, sys: &System) -> anyhow::Result<ExitCode> {
         duplicate_key_errors,
         parked,
         retries: retries_by_cause(&relays, &all_stats),
-        databases: sys.databases(),
+        databases: placement.redacted(),
         relay_batches: relays
             .iter()
             .map(|r| r.batches.load(Ordering::Relaxed))
@@ -840,7 +838,10 @@ fn print_human(r: &Report) {
         "  view: {} rows; {} mismatched, {} missing, {} lost updates, {} corrupt, {} duplicate-key errors, {} parked",
         r.view_rows, r.mismatched_rows, r.missing_rows, r.lost_updates, r.corrupt_columns, r.duplicate_key_errors, r.parked
     );
-    println!("  databases: {:?}; retries: {:?}", r.databases, r.retries);
+    for (store, url) in &r.databases {
+        println!("  {store}: {url}");
+    }
+    println!("  retries of transient failures: {:?}", r.retries);
     println!(
         "  {:.1} s, {:.0} events/s applied to the view",
         r.elapsed_ms as f64 / 1000.0,

@@ -2,8 +2,7 @@
 //! it by command.
 
 use super::{
-    command_many, command_one, for_orders_in, get, load, new_id, save, Reaction, ServiceDb,
-    Stored,
+    command_many, command_one, for_orders_in, get, load, new_id, save, Reaction, ServiceDb, Stored,
 };
 use crate::domain::delivery::{Delivery, DeliveryEventType};
 use crate::domain::payment::PaymentEventType;

@@ -37,7 +37,12 @@ const ORDER: Source = Source {
     ],
 };
 const PAYMENT: Source = Source {
-    columns: &["order_id", "payment_id", "payment_status", "payment_version"],
+    columns: &[
+        "order_id",
+        "payment_id",
+        "payment_status",
+        "payment_version",
+    ],
 };
 const DELIVERY: Source = Source {
     columns: &[
@@ -93,23 +98,30 @@ impl OrderStatusProjection {
             .chain(&["updated_at"])
             .map(|c| Assign::New(c))
             .collect();
-        let upsert = tx
-            .dialect()
-            .upsert("order_status_view", &["order_id"], &assigns, Some(version));
+        let upsert =
+            tx.dialect()
+                .upsert("order_status_view", &["order_id"], &assigns, Some(version));
         let now = tramline_core::envelope::now_ms();
-        insert_rows(tx, STORE, "upsert", &insert, &upsert, &rows, |row, (id, item)| {
-            row.bind(id);
-            bind(row, item);
-            row.bind(now);
-        })
+        insert_rows(
+            tx,
+            STORE,
+            "upsert",
+            &insert,
+            &upsert,
+            &rows,
+            |row, (id, item)| {
+                row.bind(id);
+                bind(row, item);
+                row.bind(now);
+            },
+        )
         .await
-        .map_err(|e| {
+        .inspect_err(|e| {
             if e.is_duplicate() {
                 self.stats
                     .duplicate_key_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
-            e
         })?;
         Ok(())
     }

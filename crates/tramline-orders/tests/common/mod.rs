@@ -8,8 +8,8 @@ use tramline_orders::domain::payment::Payment;
 use tramline_orders::events::DomainEvent;
 use tramline_orders::services::ServiceDb;
 use tramline_orders::view::{self, OrderStatusRow};
-use tramline_sql::sqlite::SqliteOptions;
-use tramline_testkit::TestDir;
+use tramline_sql::DbOptions;
+use tramline_testkit::TestDbs;
 
 /// A valid order command.
 pub fn command(n: u64) -> CreateOrder {
@@ -80,9 +80,9 @@ pub fn expected_row(order_id: &str, events: &[DomainEvent]) -> OrderStatusRow {
     row
 }
 
-/// A fresh view database in its own directory.
-pub async fn view_db(dir: &TestDir) -> ServiceDb {
-    view::open(&dir.sqlite("view"), &SqliteOptions::default())
+/// A fresh view database of the test.
+pub async fn view_db(dbs: &TestDbs) -> ServiceDb {
+    view::open(&dbs.url("view").await, &DbOptions::default())
         .await
         .expect("the view database opens")
 }
