@@ -21,10 +21,16 @@ pub(crate) async fn connect(url: &str, options: &DbOptions) -> Result<PgPool, Sq
             format!("{}ms", options.statement_timeout.as_millis()),
         )]);
     }
-    connect = connect.options([(
-        "lock_timeout",
-        format!("{}ms", options.lock_timeout.as_millis().max(1)),
-    )]);
+    connect = connect.options([
+        (
+            "lock_timeout",
+            format!("{}ms", options.lock_timeout.as_millis().max(1)),
+        ),
+        // Plan every execution with the table's current size. A generic plan cached while a
+        // store's table was nearly empty (a sequential scan is cheapest then) would otherwise
+        // stick as the table grows, turning each inbox look-up into a scan of the table.
+        ("plan_cache_mode", "force_custom_plan".to_owned()),
+    ]);
     PgPoolOptions::new()
         .max_connections(options.max_connections.unwrap_or(8).max(1))
         .acquire_timeout(options.acquire_timeout)
