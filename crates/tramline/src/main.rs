@@ -1,6 +1,7 @@
 //! `tramline`: runs the order system, its demo and its checks.
 
 mod demo;
+mod migrate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +19,9 @@ enum Command {
     /// Run order, payment and delivery services, their relays, the embedded log and the Order
     /// Status View in one process, drive orders through their lifecycle and verify the view.
     Demo(demo::DemoArgs),
+    /// Apply a store's versioned schema migrations to its database (stores also migrate
+    /// themselves when they open).
+    Migrate(migrate::MigrateArgs),
 }
 
 #[tokio::main]
@@ -32,6 +36,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
