@@ -10,8 +10,8 @@ fn migrate(url: &str, stores: &str) -> (bool, String) {
         .args(["migrate", "--database-url", url, "--store", stores])
         .output()
         .expect("the tramline binary runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
