@@ -104,6 +104,11 @@ pub struct ConsumerStats {
     pub commits: AtomicU64,
 }
 
+/// Whether an error condemns the message rather than the system.
+fn is_poison(e: &Error) -> bool {
+    matches!(e, Error::Poison { .. })
+}
+
 /// Runs one handler over one subscription.
 pub struct ConsumerRuntime<H> {
     handler: Arc<H>,
@@ -291,17 +296,20 @@ impl<H: Handler> Lane<H> {
     }
 
     /// Applies a batch; if it holds a poison record, applies record by record so that only
-    /// the poison ones are parked.
+    /// the poison ones are parked. Any other error (transient ones after their retries, or a
+    /// store failing for good: a missing table, a refused login, a server out of resources)
+    /// stops the lane: it is the system that is broken, not the message, and parking would
+    /// hide it.
     async fn apply(&self, batch: &[Record]) -> Result<(), Error> {
         match self.apply_with_retry(batch).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_transient() => Err(e),
+            Err(e) if !is_poison(&e) => Err(e),
             Err(e) if batch.len() == 1 => self.park(&batch[0], &e).await,
             Err(_) => {
                 for record in batch {
                     match self.apply_with_retry(std::slice::from_ref(record)).await {
                         Ok(()) => {}
-                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) if !is_poison(&e) => return Err(e),
                         Err(e) => self.park(record, &e).await?,
                     }
                 }

@@ -19,8 +19,8 @@ const STORE: &str = "outbox";
 /// A message as the fetch returns it.
 type StoredMessage = (i64, String, String, String, String, String, i64);
 
-/// Seqs marked per statement.
-const MARK_CHUNK: usize = 1000;
+/// Seqs marked per statement (a power of two: see `Stmt::bind_list`).
+const MARK_CHUNK: usize = 512;
 
 /// The outbox of one service database.
 #[derive(Debug)]

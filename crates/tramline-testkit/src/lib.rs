@@ -14,29 +14,6 @@ pub use databases::{Backend, TestDbs};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use std::path::PathBuf;
-
-/// A temporary directory holding one test's databases; removed on drop.
-#[derive(Debug)]
-pub struct TestDir {
-    dir: tempfile::TempDir,
-}
-
-impl TestDir {
-    /// A new empty directory named after the test, with a random suffix.
-    pub fn new(test: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("tramline-{test}-"))
-            .tempdir()
-            .expect("the system temporary directory is writable");
-        TestDir { dir }
-    }
-
-    /// The path of SQLite file `name` inside the directory (created on first open).
-    pub fn sqlite(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.db"))
-    }
-}
 
 /// A seeded random generator; the seed is printed so a failing run can be replayed with
 /// `TRAMLINE_TEST_SEED`.

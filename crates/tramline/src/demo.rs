@@ -197,12 +197,22 @@ impl Placement {
                         bail!("{store}: give a SQLite location with --data-dir, not a URL");
                     }
                     let name = format!("tramline_demo_{run}_{store}");
-                    let scratch = Scratch::create(server, &name).await.with_context(|| {
-                        format!(
-                            "while creating database {name} for the {store} store on {}",
-                            tramline_sql::db::redact(server)
-                        )
-                    })?;
+                    let scratch = match Scratch::create(server, &name).await {
+                        Ok(scratch) => scratch,
+                        Err(e) => {
+                            // Leave nothing behind: drop the stores created before this one.
+                            let created = std::mem::take(&mut placement.created);
+                            for scratch in created {
+                                let _ = scratch.drop().await;
+                            }
+                            return Err(e).with_context(|| {
+                                format!(
+                                    "while creating database {name} for the {store} store on {}",
+                                    tramline_sql::db::redact(server)
+                                )
+                            });
+                        }
+                    };
                     let url = scratch.url().to_owned();
                     placement.created.push(scratch);
                     url

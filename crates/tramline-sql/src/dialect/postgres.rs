@@ -1,12 +1,16 @@
 //! PostgreSQL at READ COMMITTED (its default); row locks, so deadlocks happen and are retried.
 
 use crate::db::DbOptions;
-use crate::dialect::sqlite::STATEMENT_CACHE;
 use crate::SqlError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
 use tramline_core::RetryCause;
+
+/// Prepared statements kept per connection. The server counts them for all its clients
+/// together (MariaDB refuses more than `max_prepared_stmt_count`, 16,382 by default), and
+/// the stores need a few dozen shapes each.
+const SERVER_STATEMENT_CACHE: usize = 128;
 
 /// Opens a pool on a `postgres://` or `postgresql://` URL (a `search_path` may come with it
 /// as `?options=-c search_path=…`).
@@ -14,7 +18,7 @@ pub(crate) async fn connect(url: &str, options: &DbOptions) -> Result<PgPool, Sq
     let at = SqlError::at("postgres", "open database");
     let mut connect = PgConnectOptions::from_str(url)
         .map_err(&at)?
-        .statement_cache_capacity(STATEMENT_CACHE);
+        .statement_cache_capacity(SERVER_STATEMENT_CACHE);
     if !options.statement_timeout.is_zero() {
         connect = connect.options([(
             "statement_timeout",

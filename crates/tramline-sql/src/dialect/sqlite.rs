@@ -42,12 +42,15 @@ pub(crate) async fn connect(
     } else {
         options.max_connections.unwrap_or(1)
     };
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(size.max(1))
-        .acquire_timeout(options.acquire_timeout)
-        .connect_with(connect)
-        .await
-        .map_err(at)
+        .acquire_timeout(options.acquire_timeout);
+    if read_only {
+        // Readers connect on first use: most stores never read outside a write transaction.
+        Ok(pool.connect_lazy_with(connect))
+    } else {
+        pool.connect_with(connect).await.map_err(at)
+    }
 }
 
 /// SQLite primary result codes that mean "someone else holds the lock, try again".
