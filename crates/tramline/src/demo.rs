@@ -729,7 +729,10 @@ struct Placed {
 fn kept(data_dir: &Option<PathBuf>) -> String {
     match data_dir {
         Some(dir) => format!("; the databases are kept in {}", dir.display()),
-        None => "; rerun with --data-dir to keep the databases".to_owned(),
+        None => {
+            "; rerun with --data-dir (SQLite) or --keep-databases (servers) to keep the databases"
+                .to_owned()
+        }
     }
 }
 
