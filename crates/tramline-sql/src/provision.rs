@@ -50,19 +50,18 @@ impl Scratch {
                 format!("sqlite://{dir}/{name}.db")
             }
             Dialect::MySql => {
-                let admin = admin(server_url).await?;
-                let stmt = admin.stmt(&format!(
-                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                ));
-                admin.execute(&stmt, STORE, "create database").await?;
-                admin.close().await;
+                let sql =
+                    format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+                on_server(server_url, &sql, "create database").await?;
                 with_url(server_url, |u| u.set_path(&format!("/{name}")))?
             }
             Dialect::Postgres => {
-                let admin = admin(server_url).await?;
-                let stmt = admin.stmt(&format!("CREATE SCHEMA {name}"));
-                admin.execute(&stmt, STORE, "create schema").await?;
-                admin.close().await;
+                on_server(
+                    server_url,
+                    &format!("CREATE SCHEMA {name}"),
+                    "create schema",
+                )
+                .await?;
                 with_url(server_url, |u| {
                     u.query_pairs_mut()
                         .append_pair("options[search_path]", name);
@@ -104,30 +103,27 @@ impl Scratch {
                 Ok(())
             }
             Dialect::MySql => {
-                let admin = admin(&self.server_url).await?;
-                let stmt = admin.stmt(&format!("DROP DATABASE IF EXISTS {}", self.name));
-                admin.execute(&stmt, STORE, "drop database").await?;
-                admin.close().await;
-                Ok(())
+                let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+                on_server(&self.server_url, &sql, "drop database").await
             }
             Dialect::Postgres => {
-                let admin = admin(&self.server_url).await?;
-                let stmt = admin.stmt(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-                admin.execute(&stmt, STORE, "drop schema").await?;
-                admin.close().await;
-                Ok(())
+                let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+                on_server(&self.server_url, &sql, "drop schema").await
             }
         }
     }
 }
 
-/// One connection to the server for creating and dropping.
-async fn admin(server_url: &str) -> Result<Db, SqlError> {
+/// Runs one statement (a create or a drop) on its own connection to the server.
+async fn on_server(server_url: &str, sql: &str, operation: &'static str) -> Result<(), SqlError> {
     let options = DbOptions {
         max_connections: Some(1),
         ..DbOptions::default()
     };
-    Db::connect(server_url, &options).await
+    let admin = Db::connect(server_url, &options).await?;
+    let outcome = admin.execute(&admin.stmt(sql), STORE, operation).await;
+    admin.close().await;
+    outcome.map(drop)
 }
 
 fn with_url(server_url: &str, change: impl FnOnce(&mut url::Url)) -> Result<String, SqlError> {
