@@ -8,16 +8,21 @@
 //! point means redelivery, which the handler absorbs, and never a skipped record.
 //!
 //! Queues are bounded: when lanes fall behind, the fetcher waits instead of buffering.
+//!
+//! When a transport announces a [`Revocation`] (a rebalance moves partitions to another group
+//! member), the fetcher stops fetching, waits until the lanes finished every record of those
+//! partitions, and hands their positions back for the transport to commit before the
+//! partitions move: the next owner neither redoes nor skips this member's work.
 
 use crate::offsets::OffsetTracker;
-use crate::ports::{Applied, Handler, Subscription};
+use crate::ports::{Applied, Handler, Revocation, Subscription};
 use crate::retry::{RetryCounters, RetryPolicy};
 use crate::{Error, Record};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +55,10 @@ pub struct ConsumerConfig {
     /// Least time between offset commits while running (the last one is made on stop). A
     /// crash redelivers at most this much work, which the handler's dedupe absorbs.
     pub commit_interval: Duration,
+    /// Longest wait, when partitions are revoked, for the lanes to finish their records; past
+    /// it the partitions are given up at the last finished offset (the rest is redelivered
+    /// to the next owner).
+    pub drain_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
 }
@@ -64,6 +73,7 @@ impl Default for ConsumerConfig {
             poll_max: 2000,
             poll_wait: Duration::from_millis(100),
             commit_interval: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
     }
@@ -102,6 +112,8 @@ pub struct ConsumerStats {
     pub retries: RetryCounters,
     /// Offset commits made.
     pub commits: AtomicU64,
+    /// Revocations handled (partitions handed over to another group member).
+    pub revocations: AtomicU64,
 }
 
 /// Whether an error condemns the message rather than the system.
@@ -141,6 +153,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         self.config.validate()?;
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let failed = CancellationToken::new();
+        let progress = Arc::new(Notify::new());
         let mut lanes = Vec::with_capacity(self.config.workers);
         let mut workers = JoinSet::new();
         for _ in 0..self.config.workers {
@@ -153,6 +166,7 @@ impl<H: Handler> ConsumerRuntime<H> {
                 retry: self.config.retry.clone(),
                 batch_max: self.config.batch_max,
                 failed: failed.clone(),
+                progress: Arc::clone(&progress),
             };
             workers.spawn(lane.run(rx));
         }
@@ -206,6 +220,9 @@ impl<H: Handler> ConsumerRuntime<H> {
                     _ = failed.cancelled() => break 'fetch,
                 }
             }
+            if let Some(revocation) = subscription.take_revocation() {
+                self.release(revocation, &tracker, &progress, &failed).await;
+            }
             if last_commit.elapsed() >= self.config.commit_interval {
                 last_commit = tokio::time::Instant::now();
                 if let Err(e) = self.commit(&subscription, &tracker).await {
@@ -230,6 +247,53 @@ impl<H: Handler> ConsumerRuntime<H> {
         }
         let committed = self.commit(&subscription, &tracker).await;
         outcome.and(committed)
+    }
+
+    /// Waits (bounded by `drain_timeout`) until no record of the revoked partitions is in a
+    /// lane, then hands their positions back to the transport.
+    async fn release(
+        &self,
+        revocation: Revocation,
+        tracker: &Mutex<OffsetTracker>,
+        progress: &Notify,
+        failed: &CancellationToken,
+    ) {
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        loop {
+            let finished = progress.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let in_flight: usize = {
+                let tracker = lock(tracker);
+                revocation
+                    .partitions
+                    .iter()
+                    .map(|(topic, part)| tracker.in_flight_of(topic, *part))
+                    .sum()
+            };
+            if in_flight == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = &mut finished => {}
+                // A failed lane never finishes: hand back what is done, the rest is redelivered.
+                _ = failed.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight, "revoked partitions not drained in time; giving them up at the last finished offset");
+                    break;
+                }
+            }
+        }
+        let positions = {
+            let mut tracker = lock(tracker);
+            revocation
+                .partitions
+                .iter()
+                .filter_map(|(topic, part)| tracker.release(topic, *part))
+                .collect()
+        };
+        self.stats.revocations.fetch_add(1, Ordering::Relaxed);
+        revocation.complete(positions);
     }
 
     async fn commit<S: Subscription>(
@@ -266,6 +330,8 @@ struct Lane<H> {
     retry: RetryPolicy,
     batch_max: usize,
     failed: CancellationToken,
+    /// Signalled after each finished batch, for a fetcher waiting to release partitions.
+    progress: Arc<Notify>,
 }
 
 impl<H: Handler> Lane<H> {
@@ -290,6 +356,7 @@ impl<H: Handler> Lane<H> {
                     tracker.finished(&r.envelope.topic, r.partition, r.offset);
                 }
             }
+            self.progress.notify_waiters();
             batch.clear();
         }
         Ok(())

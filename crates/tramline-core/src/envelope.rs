@@ -13,6 +13,9 @@ pub const AGGREGATE_TYPE: &str = "event-aggregate-type";
 /// Header carrying the aggregate id that emitted the event.
 pub const AGGREGATE_ID: &str = "event-aggregate-id";
 
+/// Namespace of the UUIDv5 ids derived from message ids that are not UUIDs.
+const EXTERNAL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_2a8e_61d4_4b9a_9c3e_7a1d_0e52_b6f3);
+
 /// One message: a JSON payload with headers, addressed to a topic and partitioned by key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -60,6 +63,15 @@ impl Envelope {
         self.header(EVENT_TYPE)
     }
 
+    /// The envelope id of a message whose own id is `external`: the id itself when it is a
+    /// UUID, otherwise a UUIDv5 derived from it. Eventuate Tram ids (`0000018f…-0242…`) are
+    /// not UUIDs; deriving keeps dedupe exact, and the original travels on in the `ID` header.
+    pub fn id_for(external: &str) -> Uuid {
+        external
+            .parse()
+            .unwrap_or_else(|_| Uuid::new_v5(&EXTERNAL_ID_NAMESPACE, external.as_bytes()))
+    }
+
     /// Headers encoded as a JSON object, as stored in outbox and log tables.
     pub fn headers_json(&self) -> String {
         serde_json::to_string(&self.headers).expect("a string map always serialises")
@@ -102,6 +114,16 @@ mod tests {
         let back = Envelope::parse_headers(&e.headers_json()).unwrap();
         assert_eq!(back, e.headers);
         assert_eq!(e.event_type(), Some("OrderCreated"));
+    }
+
+    #[test]
+    fn external_ids_map_to_stable_uuids() {
+        let uuid = Uuid::now_v7();
+        assert_eq!(Envelope::id_for(&uuid.to_string()), uuid);
+        let eventuate = "0000018f2c4e9a3b-0242ac1300090000";
+        assert_eq!(Envelope::id_for(eventuate), Envelope::id_for(eventuate));
+        assert_eq!(Envelope::id_for(eventuate).get_version_num(), 5);
+        assert_ne!(Envelope::id_for(eventuate), Envelope::id_for("other"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! survive anyway when events of one order arrive through different topics).
 
 use crate::offsets::CommitPosition;
-use crate::ports::{Subscription, Transport};
+use crate::ports::{Revocation, Subscription, Transport};
 use crate::{Envelope, Error, Record};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -77,6 +77,14 @@ impl<T: Transport> Transport for Duplicating<T> {
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Self::Subscription, Error> {
         self.inner.subscribe(group, topics).await
     }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, Error> {
+        self.inner.lag(group, topics).await
+    }
 }
 
 /// A subscription that shuffles every poll when enabled.
@@ -109,5 +117,9 @@ impl<S: Subscription> Subscription for Shuffled<S> {
 
     async fn commit(&self, positions: &[CommitPosition]) -> Result<(), Error> {
         self.inner.commit(positions).await
+    }
+
+    fn take_revocation(&mut self) -> Option<Revocation> {
+        self.inner.take_revocation()
     }
 }

@@ -9,6 +9,7 @@
 pub mod consumer;
 pub mod envelope;
 pub mod error;
+pub mod eventuate;
 pub mod fault;
 pub mod offsets;
 pub mod partitioner;

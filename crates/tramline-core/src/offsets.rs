@@ -91,6 +91,26 @@ impl OffsetTracker {
         out
     }
 
+    /// Deliveries of `topic`/`partition` handed out and not yet finished.
+    pub fn in_flight_of(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+            .map_or(0, |s| s.in_flight.values().map(|&n| n as usize).sum())
+    }
+
+    /// Forgets a partition this member gave up, returning its position if it advanced since
+    /// the last commit. Records of it still in flight no longer hold anything back.
+    pub fn release(&mut self, topic: &str, partition: i32) -> Option<CommitPosition> {
+        let state = self.partitions.get_mut(topic)?.remove(&partition)?;
+        let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
+        (watermark > state.committed).then(|| CommitPosition {
+            topic: topic.to_owned(),
+            partition,
+            next_offset: watermark,
+        })
+    }
+
     /// Records handed out and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.partitions
@@ -122,6 +142,25 @@ mod tests {
         assert_eq!(t.take_commits()[0].next_offset, 15);
         assert!(t.take_commits().is_empty(), "nothing new to commit");
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_released_partition_hands_back_its_watermark_once() {
+        let mut t = OffsetTracker::default();
+        for o in 0..3 {
+            t.started("t", 0, o);
+        }
+        t.started("t", 1, 7);
+        t.finished("t", 0, 0);
+        t.finished("t", 0, 1);
+        assert_eq!(t.in_flight_of("t", 0), 1);
+        let released = t.release("t", 0).expect("offsets 0 and 1 are done");
+        assert_eq!(released.next_offset, 2, "offset 2 is still in flight");
+        assert_eq!(t.in_flight_of("t", 0), 0);
+        assert!(t.release("t", 0).is_none(), "already released");
+        t.finished("t", 0, 2);
+        assert!(t.take_commits().iter().all(|c| c.partition != 0));
+        assert_eq!(t.in_flight_of("t", 1), 1, "other partitions are kept");
     }
 
     #[test]

@@ -58,6 +58,52 @@ pub trait Transport: Send + Sync + 'static {
         group: &str,
         topics: &[String],
     ) -> impl Future<Output = Result<Self::Subscription, Error>> + Send;
+
+    /// Creates `topic` with `partitions` partitions if it does not exist yet; an existing
+    /// topic is left as it is (its partition count never shrinks, so keys never move).
+    fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records of `topics` that `group` has not committed yet, as far as this process can
+    /// tell (on Kafka: what this process published, less what its members committed). Zero
+    /// means every record this process knows of is applied.
+    fn lag(&self, group: &str, topics: &[String])
+        -> impl Future<Output = Result<i64, Error>> + Send;
+}
+
+/// Partitions a group member is about to give up (a rebalance moves them to another member).
+///
+/// The consumer runtime finishes the records of these partitions it holds, then hands their
+/// final positions back with [`Revocation::complete`]; the transport commits them *before*
+/// the partitions move, so the next owner starts exactly where this member stopped. Dropping
+/// a revocation without completing it lets the partitions go uncommitted: the next owner
+/// then redelivers from the last commit, and the handlers absorb the duplicates.
+#[derive(Debug)]
+pub struct Revocation {
+    /// The revoked (topic, partition) pairs.
+    pub partitions: Vec<(String, i32)>,
+    done: std::sync::mpsc::SyncSender<Vec<CommitPosition>>,
+}
+
+impl Revocation {
+    /// A revocation of `partitions`, and the receiver on which the transport waits for the
+    /// positions to commit.
+    pub fn new(
+        partitions: Vec<(String, i32)>,
+    ) -> (Self, std::sync::mpsc::Receiver<Vec<CommitPosition>>) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        (Revocation { partitions, done }, wait)
+    }
+
+    /// Hands back the positions to commit for the revoked partitions (those that advanced).
+    pub fn complete(self, positions: Vec<CommitPosition>) {
+        // The transport may have stopped waiting (its deadline passed): then the partitions
+        // were given up uncommitted, which redelivers and is absorbed.
+        let _ = self.done.send(positions);
+    }
 }
 
 /// One consumer group member's stream of records.
@@ -75,6 +121,13 @@ pub trait Subscription: Send + Sync + 'static {
         &self,
         positions: &[CommitPosition],
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A revocation announced since the last poll, if any: every record of its partitions
+    /// that a poll returned came before it. Transports whose members never lose partitions
+    /// keep the default.
+    fn take_revocation(&mut self) -> Option<Revocation> {
+        None
+    }
 }
 
 /// What a handler did with a batch.

@@ -67,9 +67,7 @@ impl SqlLog {
         &self.db
     }
 
-    /// Creates `topic` with `partitions` partitions if it does not exist. An existing topic
-    /// keeps its partitions (their count never shrinks, so keys never move).
-    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+    async fn create_partitions(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         if partitions < 1 {
             return Err(Error::Config(format!(
                 "topic {topic}: partitions must be at least 1, got {partitions}"
@@ -117,8 +115,7 @@ impl SqlLog {
         Ok(in_partition_order(parts))
     }
 
-    /// Records of `topics` that group `group` has not committed yet.
-    pub async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, SqlError> {
+    async fn uncommitted(&self, group: &str, topics: &[String]) -> Result<i64, SqlError> {
         let committed = self.committed(group).await?;
         let mut lag = 0;
         for topic in topics {
@@ -234,6 +231,14 @@ impl Transport for SqlLog {
 
     async fn publish(&self, batch: &[Envelope]) -> Result<(), Error> {
         self.append(batch).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.create_partitions(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, Error> {
+        Ok(self.uncommitted(group, topics).await?)
     }
 
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<SqlSubscription, Error> {

@@ -1,0 +1,229 @@
+//! Eventuate Tram's message model, so tramline and Eventuate Tram services can read each
+//! other's messages: on Kafka (the record value) and in an outbox table (the `message` layout).
+//!
+//! An Eventuate message is a payload (a JSON document, carried as a *string*) and a map of
+//! string headers. Four headers hold what an [`Envelope`] keeps in fields: `ID` (the message
+//! id), `PARTITION_ID` (the partition key), `DESTINATION` (the topic) and `DATE` (an RFC 1123
+//! HTTP date). Converting to the envelope moves them into the fields — except an `ID` that is
+//! not a UUID, which stays as a header so that it is published again unchanged.
+
+use crate::Envelope;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Header holding the message id.
+pub const ID: &str = "ID";
+/// Header holding the partition key (for domain events, the aggregate id).
+pub const PARTITION_ID: &str = "PARTITION_ID";
+/// Header holding the destination channel: the topic.
+pub const DESTINATION: &str = "DESTINATION";
+/// Header holding when the message was created, as an RFC 1123 HTTP date.
+pub const DATE: &str = "DATE";
+
+/// Why bytes are not an Eventuate message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventuateError {
+    /// Not the JSON envelope `{"payload": "...", "headers": {...}}`.
+    #[error("not an Eventuate message envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A header every Eventuate message carries is missing.
+    #[error("the Eventuate message has no {0} header")]
+    MissingHeader(&'static str),
+}
+
+/// A message as Eventuate Tram represents it (its `MessageImpl` as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventuateMessage {
+    /// The payload: a JSON document as a string.
+    pub payload: String,
+    /// Every header, the four envelope headers included.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl EventuateMessage {
+    /// The message for `envelope`, with `ID`, `PARTITION_ID`, `DESTINATION` and `DATE` set.
+    pub fn from_envelope(envelope: &Envelope) -> Self {
+        let mut headers = envelope.headers.clone();
+        // An id that came from Eventuate (not a UUID) is kept in the headers as it was.
+        headers
+            .entry(ID.to_owned())
+            .or_insert_with(|| envelope.id.to_string());
+        headers.insert(PARTITION_ID.to_owned(), envelope.key.clone());
+        headers.insert(DESTINATION.to_owned(), envelope.topic.clone());
+        headers
+            .entry(DATE.to_owned())
+            .or_insert_with(|| http_date(envelope.created_at_ms));
+        EventuateMessage {
+            payload: envelope.payload.clone(),
+            headers,
+        }
+    }
+
+    /// Parses the JSON envelope, as found in a Kafka record value.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EventuateError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// The JSON envelope, as written to a Kafka record value.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("strings and a string map always serialise")
+    }
+
+    /// The message id (`ID` header).
+    pub fn id(&self) -> Option<&str> {
+        self.headers.get(ID).map(String::as_str)
+    }
+
+    /// The partition key: `PARTITION_ID`, else the message id (as Eventuate's CDC does).
+    pub fn partition_key(&self) -> Option<&str> {
+        self.headers
+            .get(PARTITION_ID)
+            .or_else(|| self.headers.get(ID))
+            .map(String::as_str)
+    }
+
+    /// The envelope of this message. `topic` is where it was read from (the `DESTINATION`
+    /// header otherwise); `created_at_ms` is the record's timestamp when the transport has one
+    /// (the `DATE` header otherwise, then now).
+    pub fn into_envelope(
+        mut self,
+        topic: Option<&str>,
+        created_at_ms: Option<i64>,
+    ) -> Result<Envelope, EventuateError> {
+        let raw_id = self
+            .headers
+            .get(ID)
+            .cloned()
+            .ok_or(EventuateError::MissingHeader(ID))?;
+        let id = Envelope::id_for(&raw_id);
+        let key = self
+            .partition_key()
+            .map(str::to_owned)
+            .expect("a message with an ID header has a partition key");
+        let destination = self.headers.remove(DESTINATION);
+        let topic = match topic {
+            Some(topic) => topic.to_owned(),
+            None => destination.ok_or(EventuateError::MissingHeader(DESTINATION))?,
+        };
+        let date = self.headers.remove(DATE);
+        let created_at_ms = created_at_ms
+            .or_else(|| date.as_deref().and_then(parse_http_date))
+            .unwrap_or_else(crate::envelope::now_ms);
+        self.headers.remove(PARTITION_ID);
+        if raw_id == id.to_string() {
+            self.headers.remove(ID);
+        }
+        Ok(Envelope {
+            id,
+            topic,
+            key,
+            headers: self.headers,
+            payload: self.payload,
+            created_at_ms,
+        })
+    }
+}
+
+/// `ms` since the Unix epoch as an RFC 1123 HTTP date (`Sun, 29 Nov 2026 06:02:22 GMT`).
+pub fn http_date(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    httpdate::fmt_http_date(at)
+}
+
+/// An HTTP date as ms since the Unix epoch, if it is one.
+pub fn parse_http_date(date: &str) -> Option<i64> {
+    let at = httpdate::parse_http_date(date).ok()?;
+    Some(at.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE};
+
+    fn order_created() -> Envelope {
+        Envelope::new("order-events", "o-1", r#"{"order_id":"o-1"}"#.into())
+            .with_header(EVENT_TYPE, "OrderCreated")
+            .with_header(AGGREGATE_TYPE, "Order")
+            .with_header(AGGREGATE_ID, "o-1")
+    }
+
+    #[test]
+    fn an_envelope_round_trips_through_the_json_envelope() {
+        let mut e = order_created();
+        e.created_at_ms = 1_780_000_000_000; // whole seconds: DATE has second precision
+        let json = EventuateMessage::from_envelope(&e).to_json();
+        let back = EventuateMessage::from_json(json.as_bytes())
+            .unwrap()
+            .into_envelope(None, None)
+            .unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn the_json_envelope_has_eventuates_shape() {
+        let e = order_created();
+        let v: serde_json::Value =
+            serde_json::from_str(&EventuateMessage::from_envelope(&e).to_json()).unwrap();
+        assert!(v["payload"].is_string(), "the payload is a JSON string: {v}");
+        assert_eq!(v["headers"]["ID"], e.id.to_string());
+        assert_eq!(v["headers"]["PARTITION_ID"], "o-1");
+        assert_eq!(v["headers"]["DESTINATION"], "order-events");
+        assert_eq!(v["headers"]["event-type"], "OrderCreated");
+        assert_eq!(v["headers"]["event-aggregate-type"], "Order");
+        assert_eq!(v["headers"]["event-aggregate-id"], "o-1");
+        let date = v["headers"]["DATE"].as_str().unwrap();
+        assert!(date.ends_with(" GMT"), "{date}");
+        assert_eq!(v.as_object().unwrap().len(), 2, "payload and headers only: {v}");
+    }
+
+    /// A message as an Eventuate Tram Java service and its CDC publish it.
+    #[test]
+    fn reads_a_message_written_by_eventuate() {
+        let json = r#"{"payload":"{\"orderId\":42}","headers":{"PARTITION_ID":"42","event-aggregate-type":"net.chrisrichardson.ftgo.Order","DATE":"Tue, 15 Nov 1994 08:12:31 GMT","event-aggregate-id":"42","event-type":"net.chrisrichardson.ftgo.OrderCreated","DESTINATION":"net.chrisrichardson.ftgo.Order","ID":"0000018f2c4e9a3b-0242ac1300090000"}}"#;
+        let m = EventuateMessage::from_json(json.as_bytes()).unwrap();
+        let e = m.clone().into_envelope(Some("orders"), None).unwrap();
+        assert_eq!(e.key, "42");
+        assert_eq!(e.topic, "orders");
+        assert_eq!(e.payload, r#"{"orderId":42}"#);
+        assert_eq!(e.created_at_ms, 784_887_151_000);
+        assert_eq!(e.id, Envelope::id_for("0000018f2c4e9a3b-0242ac1300090000"));
+        assert_eq!(
+            e.header(ID),
+            Some("0000018f2c4e9a3b-0242ac1300090000"),
+            "a non-UUID id is kept"
+        );
+        // Published again, it is the same Eventuate message.
+        let again = EventuateMessage::from_envelope(&e);
+        assert_eq!(again.headers[ID], m.headers[ID]);
+        assert_eq!(again.headers[DATE], m.headers[DATE]);
+        assert_eq!(again.headers[DESTINATION], "orders");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_eventuate_message() {
+        assert!(matches!(
+            EventuateMessage::from_json(b"{\"payload\": 3}"),
+            Err(EventuateError::Json(_))
+        ));
+        let no_id = EventuateMessage {
+            payload: "{}".into(),
+            headers: BTreeMap::new(),
+        };
+        assert!(matches!(
+            no_id.into_envelope(Some("t"), None),
+            Err(EventuateError::MissingHeader(ID))
+        ));
+    }
+
+    #[test]
+    fn partition_key_falls_back_to_the_id() {
+        let m = EventuateMessage {
+            payload: "{}".into(),
+            headers: [(ID.to_owned(), "x".to_owned())].into(),
+        };
+        assert_eq!(m.partition_key(), Some("x"));
+    }
+}
