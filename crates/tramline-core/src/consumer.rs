@@ -246,6 +246,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             }
         }
         let committed = self.commit(&subscription, &tracker).await;
+        subscription.close().await;
         outcome.and(committed)
     }
 

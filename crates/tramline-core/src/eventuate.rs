@@ -111,6 +111,11 @@ impl EventuateMessage {
         let created_at_ms = created_at_ms
             .or_else(|| date.as_deref().and_then(parse_http_date))
             .unwrap_or_else(crate::envelope::now_ms);
+        // A DATE that says something else than the creation time is the sender's: keep it, so
+        // the message is published again unchanged.
+        if let Some(date) = date.filter(|d| *d != http_date(created_at_ms)) {
+            self.headers.insert(DATE.to_owned(), date);
+        }
         self.headers.remove(PARTITION_ID);
         if raw_id == id.to_string() {
             self.headers.remove(ID);
@@ -167,7 +172,10 @@ mod tests {
         let e = order_created();
         let v: serde_json::Value =
             serde_json::from_str(&EventuateMessage::from_envelope(&e).to_json()).unwrap();
-        assert!(v["payload"].is_string(), "the payload is a JSON string: {v}");
+        assert!(
+            v["payload"].is_string(),
+            "the payload is a JSON string: {v}"
+        );
         assert_eq!(v["headers"]["ID"], e.id.to_string());
         assert_eq!(v["headers"]["PARTITION_ID"], "o-1");
         assert_eq!(v["headers"]["DESTINATION"], "order-events");
@@ -176,7 +184,11 @@ mod tests {
         assert_eq!(v["headers"]["event-aggregate-id"], "o-1");
         let date = v["headers"]["DATE"].as_str().unwrap();
         assert!(date.ends_with(" GMT"), "{date}");
-        assert_eq!(v.as_object().unwrap().len(), 2, "payload and headers only: {v}");
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            2,
+            "payload and headers only: {v}"
+        );
     }
 
     /// A message as an Eventuate Tram Java service and its CDC publish it.

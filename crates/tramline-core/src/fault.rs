@@ -122,4 +122,8 @@ impl<S: Subscription> Subscription for Shuffled<S> {
     fn take_revocation(&mut self) -> Option<Revocation> {
         self.inner.take_revocation()
     }
+
+    async fn close(self) {
+        self.inner.close().await
+    }
 }

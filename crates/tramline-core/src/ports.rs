@@ -70,8 +70,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Records of `topics` that `group` has not committed yet, as far as this process can
     /// tell (on Kafka: what this process published, less what its members committed). Zero
     /// means every record this process knows of is applied.
-    fn lag(&self, group: &str, topics: &[String])
-        -> impl Future<Output = Result<i64, Error>> + Send;
+    fn lag(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> impl Future<Output = Result<i64, Error>> + Send;
 }
 
 /// Partitions a group member is about to give up (a rebalance moves them to another member).
@@ -127,6 +130,16 @@ pub trait Subscription: Send + Sync + 'static {
     /// keep the default.
     fn take_revocation(&mut self) -> Option<Revocation> {
         None
+    }
+
+    /// Leaves the group and waits until it has: the group's other members get the partitions
+    /// at once instead of after a session timeout. Dropping a subscription leaves without
+    /// waiting.
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
     }
 }
 

@@ -5,9 +5,11 @@
 //! Each test gets its own databases — SQLite files in its own temporary directory, or a
 //! database (MariaDB) or schema (PostgreSQL) named after the test with a random suffix — and
 //! they are dropped when the test ends, so tests run in parallel and leave nothing behind.
-//! [`on_every_database!`] runs one test body on all three.
+//! [`on_every_database!`] runs one test body on all three. [`kafka`] gives Kafka tests their
+//! broker and unique topic and group names.
 
 mod databases;
+pub mod kafka;
 
 pub use databases::{Backend, TestDbs};
 
@@ -40,6 +42,22 @@ pub fn with_duplicates<T: Clone>(items: Vec<T>, fraction: f64, rng: &mut impl Rn
     }
     placed.sort_by(|a, b| a.0.total_cmp(&b.0));
     placed.into_iter().map(|(_, item)| item).collect()
+}
+
+/// Waits until `done` holds, checking every 10 ms; fails the test after `timeout`.
+pub async fn wait_until(
+    what: &str,
+    timeout: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// `items` in random order.

@@ -1,0 +1,41 @@
+//! Shared set-up of the Kafka tests: a transport on the test broker with names of its own.
+#![allow(dead_code)]
+
+use std::time::Duration;
+use tramline_core::ports::Transport;
+use tramline_kafka::{KafkaConfig, KafkaTransport};
+use tramline_testkit::kafka;
+
+/// Settings for a test: its own topic and group prefix, short timeouts.
+pub fn config(test: &str, brokers: &str) -> KafkaConfig {
+    let prefix = kafka::unique_prefix(test);
+    let mut c = KafkaConfig::new(brokers);
+    c.topic_prefix = prefix.clone();
+    c.group_prefix = prefix;
+    // The broker's first assignment of a group waits about half of this.
+    c.session_timeout = Duration::from_secs(6);
+    c.revoke_timeout = Duration::from_secs(20);
+    if let Ok(debug) = std::env::var("KDEBUG") {
+        c.properties.insert("debug".into(), debug);
+    }
+    c
+}
+
+/// A transport on the shared test broker with `topics` created, `partitions` each.
+pub async fn transport(test: &str, topics: &[&str], partitions: i32) -> KafkaTransport {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let t = KafkaTransport::connect(config(test, &kafka::brokers()))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{e} (the test broker: scripts/broker start, or TRAMLINE_TEST_KAFKA_BROKERS)")
+        });
+    for topic in topics {
+        t.create_topic(topic, partitions)
+            .await
+            .expect("topic created");
+    }
+    t
+}
