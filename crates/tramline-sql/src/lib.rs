@@ -21,4 +21,4 @@ pub use error::SqlError;
 pub use inbox::Inbox;
 pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};
-pub use outbox::SqlOutbox;
+pub use outbox::{OutboxLayout, SqlOutbox};

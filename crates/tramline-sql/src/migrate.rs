@@ -14,6 +14,8 @@ pub enum Schema {
     Inbox,
     /// The DB-backed log and consumer-group offsets.
     Log,
+    /// The outbox in Eventuate Tram's `message` table layout.
+    EventuateOutbox,
 }
 
 impl Schema {
@@ -29,6 +31,15 @@ impl Schema {
             (Dialect::Postgres, Schema::Outbox) => sqlx::migrate!("./migrations/postgres/outbox"),
             (Dialect::Postgres, Schema::Inbox) => sqlx::migrate!("./migrations/postgres/inbox"),
             (Dialect::Postgres, Schema::Log) => sqlx::migrate!("./migrations/postgres/log"),
+            (Dialect::Sqlite, Schema::EventuateOutbox) => {
+                sqlx::migrate!("./migrations/sqlite/eventuate")
+            }
+            (Dialect::MySql, Schema::EventuateOutbox) => {
+                sqlx::migrate!("./migrations/mysql/eventuate")
+            }
+            (Dialect::Postgres, Schema::EventuateOutbox) => {
+                sqlx::migrate!("./migrations/postgres/eventuate")
+            }
         }
     }
 }

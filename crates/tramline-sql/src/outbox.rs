@@ -7,10 +7,15 @@
 //! (Two messages of one aggregate cannot be reordered this way: the service locks the
 //! aggregate's row, so the second transaction inserts its message only after the first
 //! committed.)
+//!
+//! The outbox has two table layouts ([`OutboxLayout`]): tramline's own, and Eventuate Tram's
+//! `message` table, where rows are ordered by their id (a time-ordered UUIDv7 when tramline
+//! writes them) and marked by id, since that table has no sequence column.
 
-use crate::{insert_rows, Db, SqlError, Tx};
+use crate::{insert_rows, Db, Schema, SqlError, Tx};
 use std::collections::BTreeMap;
 use tokio::sync::Notify;
+use tramline_core::eventuate::{self, EventuateMessage};
 use tramline_core::ports::{Outbox, OutboxBatch};
 use tramline_core::{Envelope, Error};
 
@@ -22,24 +27,64 @@ type StoredMessage = (i64, String, String, String, String, String, i64);
 /// Seqs marked per statement (a power of two: see `Stmt::bind_list`).
 const MARK_CHUNK: usize = 512;
 
+/// A message of the Eventuate layout as the fetch returns it: id, destination, headers,
+/// payload, creation time.
+type EventuateRow = (String, String, String, String, Option<i64>);
+
+/// Which table an outbox lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboxLayout {
+    /// `tramline_outbox`: a sequence column orders the rows.
+    #[default]
+    Tramline,
+    /// Eventuate Tram's `message` table: Eventuate's CDC can publish it, and tramline's relay
+    /// can publish the outbox of an Eventuate service.
+    Eventuate,
+}
+
+impl OutboxLayout {
+    /// The schema that creates the layout's table.
+    pub fn schema(self) -> Schema {
+        match self {
+            OutboxLayout::Tramline => Schema::Outbox,
+            OutboxLayout::Eventuate => Schema::EventuateOutbox,
+        }
+    }
+}
+
 /// The outbox of one service database.
 #[derive(Debug)]
 pub struct SqlOutbox {
     db: Db,
+    layout: OutboxLayout,
     wakeup: Notify,
 }
 
 impl SqlOutbox {
-    /// The outbox in `db` (its schema must be migrated).
+    /// The outbox in `db` in tramline's layout (its schema must be migrated).
     pub fn new(db: Db) -> Self {
+        SqlOutbox::with_layout(db, OutboxLayout::Tramline)
+    }
+
+    /// The outbox in `db` in `layout` (its schema must be migrated).
+    pub fn with_layout(db: Db, layout: OutboxLayout) -> Self {
         SqlOutbox {
             db,
+            layout,
             wakeup: Notify::new(),
         }
     }
 
+    /// The table layout.
+    pub fn layout(&self) -> OutboxLayout {
+        self.layout
+    }
+
     /// Adds messages inside the caller's transaction, so they commit with its state change.
-    pub async fn append(tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
+    pub async fn append(&self, tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
+        if self.layout == OutboxLayout::Eventuate {
+            return append_eventuate(tx, messages).await;
+        }
         insert_rows(
             tx,
             STORE,
@@ -67,11 +112,95 @@ impl SqlOutbox {
 
     /// Messages not yet published.
     pub async fn backlog(&self) -> Result<i64, SqlError> {
-        let stmt = self
-            .db
-            .stmt("SELECT COUNT(*) FROM tramline_outbox WHERE published_at IS NULL");
+        let stmt = self.db.stmt(match self.layout {
+            OutboxLayout::Tramline => {
+                "SELECT COUNT(*) FROM tramline_outbox WHERE published_at IS NULL"
+            }
+            OutboxLayout::Eventuate => "SELECT COUNT(*) FROM message WHERE published = 0",
+        });
         self.db.fetch_i64(&stmt, STORE, "count backlog").await
     }
+
+    /// Up to `max` unpublished rows of the `message` table, in id order.
+    async fn fetch_eventuate(&self, max: usize) -> Result<OutboxBatch, Error> {
+        let d = self.db.dialect();
+        let mut stmt = self.db.stmt(&format!(
+            "SELECT {} FROM (SELECT id, destination, headers, payload, creation_time \
+             FROM message WHERE published = 0 ORDER BY id LIMIT ",
+            d.json_tuples(&["id", "destination", "headers", "payload", "creation_time"])
+        ));
+        stmt.bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .push(") AS batch");
+        let mut rows: Vec<EventuateRow> = self
+            .db
+            .fetch_json(&stmt, STORE, "fetch unpublished")
+            .await?;
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut batch = OutboxBatch::default();
+        for (id, destination, headers, payload, creation_time) in rows {
+            let undecodable = |e: &dyn std::fmt::Display| Error::Store {
+                store: STORE,
+                operation: "decode stored message",
+                retry: None,
+                source: format!("message {id:?}: {e}").into(),
+            };
+            let mut headers: BTreeMap<String, String> =
+                serde_json::from_str(&headers).map_err(|e| undecodable(&e))?;
+            // Some Eventuate versions leave ID out of the headers and keep it in the column.
+            headers
+                .entry(eventuate::ID.to_owned())
+                .or_insert_with(|| id.clone());
+            let envelope = EventuateMessage { payload, headers }
+                .into_envelope(Some(&destination), creation_time)
+                .map_err(|e| undecodable(&e))?;
+            batch.messages.push(envelope);
+        }
+        Ok(batch)
+    }
+
+    /// Marks rows of the `message` table published, by their ids.
+    async fn mark_eventuate(&self, batch: &OutboxBatch) -> Result<(), Error> {
+        if batch.messages.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = batch
+            .messages
+            .iter()
+            .map(|m| EventuateMessage::from_envelope(m).headers[eventuate::ID].clone())
+            .collect();
+        let mut tx = self.db.begin(STORE).await?;
+        for chunk in ids.chunks(MARK_CHUNK) {
+            let mut stmt = tx.stmt("UPDATE message SET published = 1 WHERE id IN ");
+            stmt.bind_list(chunk.iter().cloned());
+            tx.execute(&stmt, STORE, "mark published").await?;
+        }
+        tx.commit(STORE).await?;
+        Ok(())
+    }
+}
+
+/// Writes messages as Eventuate Tram's producer does: the four envelope headers in the
+/// headers JSON, `published = 0`.
+async fn append_eventuate(tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
+    insert_rows(
+        tx,
+        STORE,
+        "append",
+        "INSERT INTO message (id, destination, headers, payload, published, creation_time)",
+        "",
+        messages,
+        |row, m| {
+            let message = EventuateMessage::from_envelope(m);
+            row.bind(message.headers[eventuate::ID].clone())
+                .bind(&m.topic)
+                .bind(serde_json::to_string(&message.headers).expect("a string map serialises"))
+                .bind(&m.payload)
+                .bind(0i64)
+                .bind(m.created_at_ms);
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 fn decode(seq: i64, id: &str, what: &str) -> Result<uuid::Uuid, Error> {
@@ -85,6 +214,9 @@ fn decode(seq: i64, id: &str, what: &str) -> Result<uuid::Uuid, Error> {
 
 impl Outbox for SqlOutbox {
     async fn fetch_unpublished(&self, max: usize) -> Result<OutboxBatch, Error> {
+        if self.layout == OutboxLayout::Eventuate {
+            return self.fetch_eventuate(max).await;
+        }
         let d = self.db.dialect();
         let mut stmt = self.db.stmt(&format!(
             "SELECT {} FROM (SELECT seq, id, topic, msg_key, headers, payload, created_at \
@@ -132,6 +264,9 @@ impl Outbox for SqlOutbox {
     }
 
     async fn mark_published(&self, batch: &OutboxBatch) -> Result<(), Error> {
+        if self.layout == OutboxLayout::Eventuate {
+            return self.mark_eventuate(batch).await;
+        }
         if batch.positions.is_empty() {
             return Ok(());
         }

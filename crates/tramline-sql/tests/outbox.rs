@@ -1,17 +1,26 @@
-//! The outbox on every dialect: commits with the caller's transaction, hands out what
-//! committed, and never loses a message that commits after a later one.
+//! The outbox on every dialect and in both table layouts: commits with the caller's
+//! transaction, hands out what committed, and never loses a message that commits after a
+//! later one. In Eventuate's `message` layout, rows an Eventuate service wrote are published
+//! unchanged, and rows tramline writes are what Eventuate's CDC expects.
 
+use std::collections::BTreeMap;
+use tramline_core::envelope::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE};
+use tramline_core::eventuate::{self, EventuateMessage};
 use tramline_core::ports::Outbox;
 use tramline_core::Envelope;
-use tramline_sql::{migrate, Db, DbOptions, Schema, SqlOutbox};
+use tramline_sql::{migrate, Db, DbOptions, OutboxLayout, SqlOutbox};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
 
-async fn outbox(dbs: &TestDbs) -> (SqlOutbox, Db) {
+async fn outbox_in(dbs: &TestDbs, layout: OutboxLayout) -> (SqlOutbox, Db) {
     let db = Db::connect(&dbs.url("service").await, &DbOptions::default())
         .await
         .expect("opens");
-    migrate(&db, &[Schema::Outbox]).await.expect("migrates");
-    (SqlOutbox::new(db.clone()), db)
+    migrate(&db, &[layout.schema()]).await.expect("migrates");
+    (SqlOutbox::with_layout(db.clone(), layout), db)
+}
+
+async fn outbox(dbs: &TestDbs) -> (SqlOutbox, Db) {
+    outbox_in(dbs, OutboxLayout::Tramline).await
 }
 
 fn message(key: &str, n: u32) -> Envelope {
@@ -19,12 +28,21 @@ fn message(key: &str, n: u32) -> Envelope {
 }
 
 async fn only_committed_messages_are_handed_out_in_commit_order_until_marked(backend: Backend) {
+    committed_messages_in_order(backend, OutboxLayout::Tramline).await;
+}
+
+async fn the_eventuate_layout_hands_out_committed_messages_in_order_until_marked(backend: Backend) {
+    committed_messages_in_order(backend, OutboxLayout::Eventuate).await;
+}
+
+async fn committed_messages_in_order(backend: Backend, layout: OutboxLayout) {
     let dbs = TestDbs::new(backend, "outbox-order");
-    let (outbox, db) = outbox(&dbs).await;
+    let (outbox, db) = outbox_in(&dbs, layout).await;
 
     let rolled_back = message("a", 0);
     let mut tx = db.begin("test").await.expect("begin");
-    SqlOutbox::append(&mut tx, std::slice::from_ref(&rolled_back))
+    outbox
+        .append(&mut tx, std::slice::from_ref(&rolled_back))
         .await
         .expect("append");
     drop(tx); // rolled back
@@ -34,7 +52,8 @@ async fn only_committed_messages_are_handed_out_in_commit_order_until_marked(bac
         .collect();
     for m in &sent {
         let mut tx = db.begin("test").await.expect("begin");
-        SqlOutbox::append(&mut tx, std::slice::from_ref(m))
+        outbox
+            .append(&mut tx, std::slice::from_ref(m))
             .await
             .expect("append");
         tx.commit("test").await.expect("commit");
@@ -67,7 +86,7 @@ async fn a_multi_message_append_keeps_its_order_and_headers(backend: Backend) {
         .map(|n| message(&format!("k{}", n % 7), n).with_header("event-type", "OrderCreated"))
         .collect();
     let mut tx = db.begin("test").await.expect("begin");
-    SqlOutbox::append(&mut tx, &sent).await.expect("append");
+    outbox.append(&mut tx, &sent).await.expect("append");
     tx.commit("test").await.expect("commit");
     let got = outbox.fetch_unpublished(1000).await.expect("fetch");
     assert_eq!(got.messages, sent);
@@ -79,7 +98,8 @@ async fn a_message_committed_after_a_later_one_is_still_published(backend: Backe
     let (early, late) = (message("a", 1), message("b", 2));
     // `early` takes the lower seq but does not commit yet.
     let mut first = db.begin("test").await.expect("begin");
-    SqlOutbox::append(&mut first, std::slice::from_ref(&early))
+    outbox
+        .append(&mut first, std::slice::from_ref(&early))
         .await
         .expect("append");
     if backend == Backend::Sqlite {
@@ -100,7 +120,8 @@ async fn a_message_committed_after_a_later_one_is_still_published(backend: Backe
         return;
     }
     let mut second = db.begin("test").await.expect("begin");
-    SqlOutbox::append(&mut second, std::slice::from_ref(&late))
+    outbox
+        .append(&mut second, std::slice::from_ref(&late))
         .await
         .expect("append");
     second.commit("test").await.expect("commit");
@@ -116,7 +137,108 @@ async fn a_message_committed_after_a_later_one_is_still_published(backend: Backe
     assert_eq!(outbox.backlog().await.expect("backlog"), 0);
 }
 
+/// A row as an Eventuate Tram Java service writes it: an Eventuate id, its own DATE.
+async fn an_eventuate_services_row_is_published_unchanged(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-eventuate-in");
+    let (outbox, db) = outbox_in(&dbs, OutboxLayout::Eventuate).await;
+    let id = "0000018f2c4e9a3b-0242ac1300090000";
+    let headers = format!(
+        r#"{{"PARTITION_ID":"42","event-aggregate-type":"Order","DATE":"Tue, 15 Nov 1994 08:12:31 GMT","event-aggregate-id":"42","event-type":"OrderCreated","DESTINATION":"Order","ID":"{id}"}}"#
+    );
+    let mut tx = db.begin("test").await.expect("begin");
+    let mut insert = tx.stmt(
+        "INSERT INTO message (id, destination, headers, payload, published, creation_time) VALUES (",
+    );
+    insert
+        .bind(id)
+        .push(", ")
+        .bind("Order")
+        .push(", ")
+        .bind(headers)
+        .push(", ")
+        .bind(r#"{"orderId":42}"#)
+        .push(", 0, ")
+        .bind(784_887_151_000i64)
+        .push(")");
+    tx.execute(&insert, "test", "insert").await.expect("insert");
+    tx.commit("test").await.expect("commit");
+
+    let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+    assert_eq!(batch.messages.len(), 1);
+    let e = &batch.messages[0];
+    assert_eq!((e.topic.as_str(), e.key.as_str()), ("Order", "42"));
+    assert_eq!(e.payload, r#"{"orderId":42}"#);
+    assert_eq!(e.created_at_ms, 784_887_151_000);
+    assert_eq!(e.event_type(), Some("OrderCreated"));
+    let again = EventuateMessage::from_envelope(e);
+    assert_eq!(
+        again.headers[eventuate::ID],
+        id,
+        "published with its own id"
+    );
+    outbox.mark_published(&batch).await.expect("mark");
+    let published = db.stmt("SELECT COUNT(*) FROM message WHERE published = 1");
+    assert_eq!(
+        db.fetch_i64(&published, "test", "count")
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(outbox.backlog().await.expect("backlog"), 0);
+}
+
+/// What Eventuate's CDC reads from a row tramline wrote.
+async fn rows_tramline_writes_are_what_eventuates_cdc_reads(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-eventuate-out");
+    let (outbox, db) = outbox_in(&dbs, OutboxLayout::Eventuate).await;
+    let m = message("order-7", 1)
+        .with_header(EVENT_TYPE, "OrderCreated")
+        .with_header(AGGREGATE_TYPE, "Order")
+        .with_header(AGGREGATE_ID, "order-7");
+    let mut tx = db.begin("test").await.expect("begin");
+    outbox
+        .append(&mut tx, std::slice::from_ref(&m))
+        .await
+        .expect("append");
+    tx.commit("test").await.expect("commit");
+
+    let d = db.dialect();
+    let read = db.stmt(&format!(
+        "SELECT {} FROM message",
+        d.json_tuples(&[
+            "id",
+            "destination",
+            "headers",
+            "payload",
+            "published",
+            "creation_time"
+        ])
+    ));
+    let rows: Vec<(String, String, String, String, i64, i64)> =
+        db.fetch_json(&read, "test", "read").await.expect("read");
+    assert_eq!(rows.len(), 1);
+    let (id, destination, headers, payload, published, creation_time) = &rows[0];
+    let headers: BTreeMap<String, String> = serde_json::from_str(headers).expect("JSON headers");
+    assert_eq!(id, &m.id.to_string());
+    assert_eq!(destination, "order-events");
+    assert_eq!(headers["ID"], m.id.to_string());
+    assert_eq!(headers["PARTITION_ID"], "order-7");
+    assert_eq!(headers["DESTINATION"], "order-events");
+    assert_eq!(headers["event-type"], "OrderCreated");
+    assert_eq!(headers["event-aggregate-type"], "Order");
+    assert_eq!(headers["event-aggregate-id"], "order-7");
+    assert_eq!(
+        eventuate::parse_http_date(&headers["DATE"]),
+        Some(m.created_at_ms / 1000 * 1000)
+    );
+    assert_eq!(payload, &m.payload);
+    assert_eq!((*published, *creation_time), (0, m.created_at_ms));
+}
+
 on_every_database!(
+    the_eventuate_layout_hands_out_committed_messages_in_order_until_marked,
+    an_eventuate_services_row_is_published_unchanged,
+    rows_tramline_writes_are_what_eventuates_cdc_reads,
     a_message_committed_after_a_later_one_is_still_published,
     only_committed_messages_are_handed_out_in_commit_order_until_marked,
     a_multi_message_append_keeps_its_order_and_headers,

@@ -37,7 +37,7 @@ async fn setup(dbs: &TestDbs) -> Setup {
 
 async fn write(s: &Setup, messages: &[Envelope]) {
     let mut tx = s.db.begin("test").await.expect("begin");
-    SqlOutbox::append(&mut tx, messages).await.expect("append");
+    s.outbox.append(&mut tx, messages).await.expect("append");
     tx.commit("test").await.expect("commit");
     s.outbox.notify();
 }

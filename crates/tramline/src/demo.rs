@@ -22,6 +22,7 @@ use tramline_core::fault::{Duplicating, Shuffled};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
 use tramline_core::retry::RetryPolicy;
+use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
 use tramline_orders::scenario::{Fate, Operator, Scenario};
@@ -34,7 +35,7 @@ use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
 use tramline_orders::view::verify::{verify_stores, Verification};
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::provision::Scratch;
-use tramline_sql::{Db, DbOptions, Dialect, Inbox, SqlLog, SqlOutbox};
+use tramline_sql::{Db, DbOptions, Dialect, Inbox, OutboxLayout, SqlLog, SqlOutbox};
 
 /// How the view applies events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -103,9 +104,33 @@ pub struct DemoArgs {
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     json: bool,
-    /// Partitions per topic of the embedded log.
+    /// Partitions per topic (on the embedded log and on Kafka).
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// What carries the events between the services: the DB-backed log, or a Kafka cluster.
+    #[arg(long, value_enum, default_value_t = TransportKind::Log)]
+    transport: TransportKind,
+    /// Kafka bootstrap brokers (with --transport kafka).
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT[,…]")]
+    brokers: String,
+    /// A librdkafka property for every Kafka client, e.g. `--kafka-property
+    /// security.protocol=SSL`; repeatable.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = key_value)]
+    kafka_properties: Vec<(String, String)>,
+    /// Prefix of the run's Kafka topic names and group ids (default: `tramline-demo-<run>.`,
+    /// so each run starts from empty topics).
+    #[arg(long)]
+    kafka_prefix: Option<String>,
+    /// The services' outbox table: tramline's own, or Eventuate Tram's `message` table (which
+    /// Eventuate's CDC can publish too).
+    #[arg(long, value_enum, default_value_t = Layout::Tramline)]
+    outbox_layout: Layout,
+    /// Keep the run's Kafka topics instead of deleting them.
+    #[arg(long)]
+    keep_topics: bool,
+    /// Give up connecting to Kafka after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    kafka_connect_timeout_secs: u64,
     /// Concurrent clients placing orders.
     #[arg(long, default_value_t = 4)]
     clients: u64,
@@ -118,10 +143,46 @@ pub struct DemoArgs {
     timeout_secs: u64,
 }
 
+/// What carries the events between the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// The DB-backed log (its own SQLite file by default): nothing to set up.
+    Log,
+    /// A Kafka cluster (`--brokers`).
+    Kafka,
+}
+
+/// The outbox table layout, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// `tramline_outbox`.
+    Tramline,
+    /// Eventuate Tram's `message` table.
+    Eventuate,
+}
+
+impl From<Layout> for OutboxLayout {
+    fn from(l: Layout) -> Self {
+        match l {
+            Layout::Tramline => OutboxLayout::Tramline,
+            Layout::Eventuate => OutboxLayout::Eventuate,
+        }
+    }
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
 /// What a run measured; printed as JSON with `--json`.
 #[derive(Debug, Serialize)]
 struct Report {
     strategy: Strategy,
+    transport: TransportKind,
     orders: u64,
     consumers: usize,
     shuffle: bool,
@@ -171,15 +232,15 @@ struct Placement {
 
 impl Placement {
     /// SQLite files in `dir`, unless a server URL is given for the store.
-    async fn new(args: &DemoArgs, dir: &Path) -> anyhow::Result<Placement> {
-        let run = uuid::Uuid::now_v7().simple().to_string();
-        // The random tail of a v7 id: unique per run, short enough for identifiers.
-        let run = &run[run.len() - 10..];
+    async fn new(args: &DemoArgs, dir: &Path, run: &str) -> anyhow::Result<Placement> {
         let mut placement = Placement {
             urls: Vec::new(),
             created: Vec::new(),
         };
         for store in STORES {
+            if store == "log" && args.transport != TransportKind::Log {
+                continue;
+            }
             let server = match store {
                 "order" => &args.order_db,
                 "payment" => &args.payment_db,
@@ -228,7 +289,7 @@ impl Placement {
             .iter()
             .find(|(s, _)| *s == store)
             .map(|(_, u)| u.as_str())
-            .expect("every store is placed")
+            .expect("every store of the run is placed")
     }
 
     /// Each store's URL with its password hidden, for the report.
@@ -260,39 +321,37 @@ impl Placement {
     }
 }
 
-/// The three services, the view and the log of one run.
-struct System {
-    log: SqlLog,
-    bus: Arc<Duplicating<SqlLog>>,
+/// The three services, the view and the transport of one run.
+struct System<T> {
+    bus: Arc<Duplicating<T>>,
     orders: OrderService,
     payments: PaymentService,
     deliveries: DeliveryService,
     view_db: ServiceDb,
 }
 
-impl System {
+impl<T: Transport> System<T> {
     async fn open(
+        transport: T,
         placement: &Placement,
         options: &DbOptions,
         partitions: i32,
         duplicates: f64,
+        layout: OutboxLayout,
     ) -> anyhow::Result<Self> {
-        let log = SqlLog::open(placement.url("log"), options)
-            .await
-            .context("while opening the log")?;
         for topic in ALL_TOPICS {
-            log.create_topic(topic, partitions)
+            transport
+                .create_topic(topic, partitions)
                 .await
                 .with_context(|| format!("while creating topic {topic}"))?;
         }
         let open = |store: &'static str, migrations| async move {
-            ServiceDb::open(placement.url(store), options, migrations)
+            ServiceDb::open_with_layout(placement.url(store), options, migrations, layout)
                 .await
                 .with_context(|| format!("while opening the {store} database"))
         };
         Ok(System {
-            bus: Arc::new(Duplicating::new(log.clone(), duplicates)?),
-            log,
+            bus: Arc::new(Duplicating::new(transport, duplicates)?),
             orders: OrderService::new(open("order", order::migrations).await?),
             payments: PaymentService::new(open("payment", payment::migrations).await?),
             deliveries: DeliveryService::new(open("delivery", delivery::migrations).await?),
@@ -310,7 +369,6 @@ impl System {
 
     async fn close(&self) {
         for db in [
-            self.log.db(),
             &self.orders.db().db,
             &self.payments.db().db,
             &self.deliveries.db().db,
@@ -336,9 +394,9 @@ fn groups() -> [(&'static str, Vec<String>); 5] {
 type Tasks = JoinSet<(String, Result<(), tramline_core::Error>)>;
 
 /// Starts the run's consumers and keeps what is needed to stop and audit them.
-struct Consumers<'a> {
+struct Consumers<'a, T> {
     tasks: &'a mut Tasks,
-    bus: &'a Duplicating<SqlLog>,
+    bus: &'a Duplicating<T>,
     cancel: &'a CancellationToken,
     /// Every consumer's inbox and its database, to count parked messages afterwards.
     inboxes: Vec<(Inbox, Db)>,
@@ -346,7 +404,7 @@ struct Consumers<'a> {
     stats: Vec<Arc<ConsumerStats>>,
 }
 
-impl Consumers<'_> {
+impl<T: Transport> Consumers<'_, T> {
     /// Subscribes `handler` as `group` and runs it until cancelled.
     async fn spawn<H: Handler>(
         &mut self,
@@ -434,28 +492,91 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             temp.path().to_owned()
         }
     };
-    let placement = Placement::new(&args, &dir).await?;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    // The random tail of a v7 id: unique per run, short enough for identifiers.
+    let run = &run[run.len() - 10..];
+    let placement = Placement::new(&args, &dir, run).await?;
     let options = DbOptions {
         max_connections: args.pool_size,
         statement_timeout: Duration::from_secs(args.statement_timeout_secs),
         ..DbOptions::default()
     };
-    let outcome = match System::open(&placement, &options, args.partitions, args.duplicates).await {
-        Ok(sys) => {
-            let outcome = run_system(&args, &sys, &placement).await;
-            sys.close().await;
-            outcome
-        }
-        Err(e) => Err(e),
+    let outcome = match args.transport {
+        TransportKind::Log => match SqlLog::open(placement.url("log"), &options)
+            .await
+            .context("while opening the log")
+        {
+            Ok(log) => {
+                let db = log.db().clone();
+                let outcome = run_on(log, &args, &placement, &options).await;
+                db.close().await;
+                outcome
+            }
+            Err(e) => Err(e),
+        },
+        TransportKind::Kafka => match connect_kafka(&args, run).await {
+            Ok(kafka) => {
+                let outcome = run_on(kafka.clone(), &args, &placement, &options).await;
+                if !args.keep_topics {
+                    let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
+                    if let Err(e) = kafka.delete_topics(&topics).await {
+                        eprintln!("could not delete the run's topics: {e}");
+                    }
+                }
+                outcome
+            }
+            Err(e) => Err(e),
+        },
     };
     placement.clean_up(args.keep_databases).await?;
     outcome
 }
 
-/// Runs the demo on opened stores.
-async fn run_system(
+/// Connects to the Kafka cluster of `--brokers`, with the run's topic and group prefix.
+async fn connect_kafka(args: &DemoArgs, run: &str) -> anyhow::Result<KafkaTransport> {
+    let mut config = KafkaConfig::new(&args.brokers);
+    let prefix = args
+        .kafka_prefix
+        .clone()
+        .unwrap_or_else(|| format!("tramline-demo-{run}."));
+    config.topic_prefix = prefix.clone();
+    config.group_prefix = prefix;
+    config.connect_timeout = Duration::from_secs(args.kafka_connect_timeout_secs);
+    // A new group's first assignment waits for about half of this on some brokers.
+    config.session_timeout = Duration::from_secs(10);
+    config
+        .properties
+        .extend(args.kafka_properties.iter().cloned());
+    KafkaTransport::connect(config)
+        .await
+        .context("while connecting to Kafka (--brokers)")
+}
+
+/// Opens the stores on `transport`, runs the demo and closes them.
+async fn run_on<T: Transport>(
+    transport: T,
     args: &DemoArgs,
-    sys: &System,
+    placement: &Placement,
+    options: &DbOptions,
+) -> anyhow::Result<ExitCode> {
+    let sys = System::open(
+        transport,
+        placement,
+        options,
+        args.partitions,
+        args.duplicates,
+        args.outbox_layout.into(),
+    )
+    .await?;
+    let outcome = run_system(args, &sys, placement).await;
+    sys.close().await;
+    outcome
+}
+
+/// Runs the demo on opened stores.
+async fn run_system<T: Transport>(
+    args: &DemoArgs,
+    sys: &System<T>,
     placement: &Placement,
 ) -> anyhow::Result<ExitCode> {
     let retry = RetryPolicy {
@@ -652,6 +773,7 @@ async fn run_system(
         .load(Ordering::Relaxed);
     let report = Report {
         strategy: args.strategy,
+        transport: args.transport,
         orders: args.orders,
         consumers: args.consumers,
         shuffle: args.shuffle,
@@ -788,7 +910,10 @@ async fn drive(
 
 /// True when no record is uncommitted, no outbox holds a message, and no relay published
 /// while this was being checked.
-async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<bool> {
+async fn quiescent<T: Transport>(
+    sys: &System<T>,
+    relays: &[Arc<RelayStats>],
+) -> anyhow::Result<bool> {
     let published = || -> u64 {
         relays
             .iter()
@@ -798,7 +923,7 @@ async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<b
     let before = published();
     for (group, topics) in groups() {
         if sys
-            .log
+            .bus
             .lag(group, &topics)
             .await
             .context("while reading consumer lag")?
@@ -819,7 +944,7 @@ async fn quiescent(sys: &System, relays: &[Arc<RelayStats>]) -> anyhow::Result<b
     Ok(published() == before)
 }
 
-async fn verify_view(sys: &System) -> anyhow::Result<Verification> {
+async fn verify_view<T: Transport>(sys: &System<T>) -> anyhow::Result<Verification> {
     verify_stores(
         &sys.orders,
         &sys.payments,
@@ -832,8 +957,9 @@ async fn verify_view(sys: &System) -> anyhow::Result<Verification> {
 
 fn print_human(r: &Report) {
     println!(
-        "{} orders, strategy {:?}, {} view consumers{}{}",
+        "{} orders through the {:?} transport, strategy {:?}, {} view consumers{}{}",
         r.orders,
+        r.transport,
         r.strategy,
         r.consumers,
         if r.shuffle { ", shuffled" } else { "" },

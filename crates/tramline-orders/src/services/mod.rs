@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tramline_sql::db::Tuple;
 use tramline_sql::{
-    insert_rows, migrate, Assign, Db, DbOptions, Dialect, LockMode, Schema, SqlError, SqlOutbox,
-    Stmt, Tx,
+    insert_rows, migrate, Assign, Db, DbOptions, Dialect, LockMode, OutboxLayout, Schema, SqlError,
+    SqlOutbox, Stmt, Tx,
 };
 
 /// A service's database: its own tables, its outbox and its inbox.
@@ -38,11 +38,22 @@ pub type Migrations = fn(Dialect) -> sqlx::migrate::Migrator;
 impl ServiceDb {
     /// Opens the database at `url` and applies the outbox, inbox and service migrations.
     pub async fn open(url: &str, options: &DbOptions, service: Migrations) -> Result<Self> {
+        ServiceDb::open_with_layout(url, options, service, OutboxLayout::Tramline).await
+    }
+
+    /// As [`ServiceDb::open`], with the outbox in `layout` (Eventuate's `message` table, for
+    /// a service whose outbox Eventuate's CDC publishes).
+    pub async fn open_with_layout(
+        url: &str,
+        options: &DbOptions,
+        service: Migrations,
+        layout: OutboxLayout,
+    ) -> Result<Self> {
         let db = Db::connect(url, options).await?;
-        migrate(&db, &[Schema::Outbox, Schema::Inbox]).await?;
+        migrate(&db, &[layout.schema(), Schema::Inbox]).await?;
         db.run_migrator(&mut service(db.dialect())).await?;
         Ok(ServiceDb {
-            outbox: Arc::new(SqlOutbox::new(db.clone())),
+            outbox: Arc::new(SqlOutbox::with_layout(db.clone(), layout)),
             db,
         })
     }
@@ -60,7 +71,7 @@ impl ServiceDb {
         events: &[DomainEvent],
     ) -> Result<(), SqlError> {
         let messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
-        SqlOutbox::append(&mut tx, &messages).await?;
+        self.outbox.append(&mut tx, &messages).await?;
         tx.commit(store).await?;
         if !messages.is_empty() {
             self.outbox.notify();
