@@ -12,6 +12,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Prepended to every topic name (empty by default, so names match Eventuate services').
     pub topic_prefix: String,
+    /// Topics whose name on the cluster is not the prefixed tramline name: tramline name →
+    /// cluster name (e.g. `order-events` → an Eventuate aggregate type such as
+    /// `net.chrisrichardson.ftgo.Order`). No prefix is added to these.
+    pub topic_names: BTreeMap<String, String>,
     /// Prepended to every consumer group id.
     pub group_prefix: String,
     /// Replicas of each topic the transport creates.
@@ -43,6 +47,7 @@ impl KafkaConfig {
         KafkaConfig {
             brokers: brokers.into(),
             topic_prefix: String::new(),
+            topic_names: BTreeMap::new(),
             group_prefix: String::new(),
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),
@@ -57,11 +62,17 @@ impl KafkaConfig {
 
     /// The topic's name on the cluster.
     pub fn topic_name(&self, topic: &str) -> String {
-        format!("{}{topic}", self.topic_prefix)
+        match self.topic_names.get(topic) {
+            Some(name) => name.clone(),
+            None => format!("{}{topic}", self.topic_prefix),
+        }
     }
 
     /// The topic's name in tramline, given its name on the cluster.
-    pub fn topic_of<'a>(&self, name: &'a str) -> &'a str {
+    pub fn topic_of<'a>(&'a self, name: &'a str) -> &'a str {
+        if let Some((topic, _)) = self.topic_names.iter().find(|(_, n)| *n == name) {
+            return topic;
+        }
         name.strip_prefix(self.topic_prefix.as_str())
             .unwrap_or(name)
     }
@@ -144,6 +155,11 @@ mod tests {
         assert_eq!(c.topic_name("order-events"), "run7.order-events");
         assert_eq!(c.topic_of("run7.order-events"), "order-events");
         assert_eq!(c.group_id("view"), "g7.view");
+        c.topic_names
+            .insert("order-events".into(), "net.example.Order".into());
+        assert_eq!(c.topic_name("order-events"), "net.example.Order");
+        assert_eq!(c.topic_of("net.example.Order"), "order-events");
+        assert_eq!(c.topic_name("payment-events"), "run7.payment-events");
     }
 
     #[test]

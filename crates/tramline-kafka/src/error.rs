@@ -103,18 +103,28 @@ fn code_retry_cause(code: RDKafkaErrorCode) -> Option<RetryCause> {
         | C::RebalanceInProgress
         | C::WaitingForCoordinator
         | C::UnknownTopicOrPartition
-        | C::Retry => Some(RetryCause::Connection),
+        | C::Retry
+        // A broker's internal failure (UNKNOWN_SERVER_ERROR), e.g. its storage refusing one
+        // request under load: the next attempt usually succeeds, and a lasting one still
+        // fails once the retries run out.
+        | C::Unknown => Some(RetryCause::Connection),
         _ => None,
     }
 }
 
 impl From<KafkaError> for Error {
     fn from(e: KafkaError) -> Self {
+        let (operation, retry) = (e.operation(), e.retry_cause());
+        let source: tramline_core::BoxError = match e {
+            // The store error names the operation already.
+            KafkaError::Operation { source, .. } => Box::new(source),
+            other => Box::new(other),
+        };
         Error::Store {
             store: STORE,
-            operation: e.operation(),
-            retry: e.retry_cause(),
-            source: Box::new(e),
+            operation,
+            retry,
+            source,
         }
     }
 }

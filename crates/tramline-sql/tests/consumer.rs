@@ -116,15 +116,8 @@ impl Running {
     }
 }
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {
+    tramline_testkit::wait_until(what, Duration::from_secs(20), done).await
 }
 
 fn small() -> ConsumerConfig {

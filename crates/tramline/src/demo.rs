@@ -117,6 +117,10 @@ pub struct DemoArgs {
     /// security.protocol=SSL`; repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = key_value)]
     kafka_properties: Vec<(String, String)>,
+    /// A Kafka topic's name on the cluster, e.g. `--kafka-topic
+    /// order-events=net.example.Order` (no prefix is added to it); repeatable.
+    #[arg(long = "kafka-topic", value_name = "TOPIC=NAME", value_parser = key_value)]
+    kafka_topics: Vec<(String, String)>,
     /// Prefix of the run's Kafka topic names and group ids (default: `tramline-demo-<run>.`,
     /// so each run starts from empty topics).
     #[arg(long)]
@@ -125,9 +129,10 @@ pub struct DemoArgs {
     /// Eventuate's CDC can publish too).
     #[arg(long, value_enum, default_value_t = Layout::Tramline)]
     outbox_layout: Layout,
-    /// Keep the run's Kafka topics instead of deleting them.
+    /// Delete the run's Kafka topics afterwards. Off by default: on the nisshi test broker a
+    /// topic deletion fails other clients' requests at that moment (see docs/KAFKA.md).
     #[arg(long)]
-    keep_topics: bool,
+    delete_topics: bool,
     /// Give up connecting to Kafka after this many seconds.
     #[arg(long, default_value_t = 10)]
     kafka_connect_timeout_secs: u64,
@@ -517,7 +522,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         TransportKind::Kafka => match connect_kafka(&args, run).await {
             Ok(kafka) => {
                 let outcome = run_on(kafka.clone(), &args, &placement, &options).await;
-                if !args.keep_topics {
+                if args.delete_topics {
                     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
                     if let Err(e) = kafka.delete_topics(&topics).await {
                         eprintln!("could not delete the run's topics: {e}");

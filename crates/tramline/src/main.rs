@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run order, payment and delivery services, their relays, the embedded log and the Order
     /// Status View in one process, drive orders through their lifecycle and verify the view.
-    Demo(demo::DemoArgs),
+    Demo(Box<demo::DemoArgs>),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => demo::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {

@@ -1,0 +1,131 @@
+//! `tramline demo --transport kafka` end to end: the real binary through a real Kafka-protocol
+//! broker — the shared test broker (`TRAMLINE_TEST_KAFKA_BROKERS`), or a private one the test
+//! stops and restarts in the middle of a run.
+
+mod common;
+
+use common::{assert_exact, demo, mariadb, n};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tramline_testkit::kafka::{brokers, BrokerProcess};
+
+#[test]
+fn the_view_is_exact_through_kafka_with_duplicates_and_shuffling() {
+    let (ok, r, stderr) = demo(&[
+        "--transport",
+        "kafka",
+        "--brokers",
+        &brokers(),
+        "--orders",
+        "1500",
+        "--duplicates",
+        "0.1",
+        "--shuffle",
+    ]);
+    assert_exact(ok, &r, &stderr, 1500);
+    assert_eq!(r["transport"], "kafka");
+    assert!(n(&r, "duplicates_injected") > 0);
+    assert_eq!(
+        n(&r, "duplicates_skipped"),
+        n(&r, "duplicates_injected"),
+        "{r}"
+    );
+}
+
+#[test]
+fn eventuate_outboxes_on_mariadb_through_kafka() {
+    let (ok, r, stderr) = demo(&[
+        "--transport",
+        "kafka",
+        "--brokers",
+        &brokers(),
+        "--orders",
+        "800",
+        "--outbox-layout",
+        "eventuate",
+        "--database-url",
+        &mariadb(),
+    ]);
+    assert_exact(ok, &r, &stderr, 800);
+}
+
+/// Rows in the run's view database so far (0 until it exists).
+fn view_rows(dir: &std::path::Path) -> i64 {
+    let path = dir.join("view.db");
+    if !path.exists() {
+        return 0;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let url = format!("sqlite://{}", path.display());
+        let Ok(db) = tramline_sql::Db::connect(&url, &tramline_sql::DbOptions::default()).await
+        else {
+            return 0;
+        };
+        let stmt = db.stmt("SELECT COUNT(*) FROM order_status_view");
+        let rows = db.fetch_i64(&stmt, "test", "count rows").await.unwrap_or(0);
+        db.close().await;
+        rows
+    })
+}
+
+#[test]
+fn the_view_is_exact_when_the_broker_restarts_mid_run() {
+    let mut broker = BrokerProcess::start();
+    let dir = tempfile::tempdir().expect("a data directory");
+    let child = Command::new(env!("CARGO_BIN_EXE_tramline"))
+        .args(["demo", "--json", "--transport", "kafka", "--orders", "3000"])
+        .args(["--brokers", &broker.brokers()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tramline binary runs");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while view_rows(dir.path()) < 200 {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.kill();
+    // The broker stays away for a while: producers buffer, consumers lose their group.
+    std::thread::sleep(Duration::from_secs(5));
+    broker.resume();
+
+    let out = child.wait_with_output().expect("the run ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+    assert_exact(out.status.success(), &r, &stderr, 3000);
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_within_the_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = Instant::now();
+    let (ok, _, stderr) = demo(&[
+        "--transport",
+        "kafka",
+        "--brokers",
+        &format!("127.0.0.1:{port}"),
+        "--kafka-connect-timeout-secs",
+        "2",
+        "--orders",
+        "10",
+    ]);
+    assert!(!ok);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("connecting to Kafka"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
