@@ -236,6 +236,11 @@ impl Subscription for KafkaSubscription {
             return Ok(out); // the runtime must hand the revoked partitions back first
         }
         let first = match tokio::time::timeout(wait, self.deliveries.recv()).await {
+            // The rebalance callback keeps a sender, so a polling thread that died (a panic)
+            // does not close the channel: look at the thread itself.
+            Err(_elapsed) if self.thread.as_ref().is_some_and(|t| t.is_finished()) => {
+                return Err(self.stopped("the polling thread ended".into()))
+            }
             Err(_elapsed) => return Ok(out),
             Ok(None) => return Err(self.stopped("the polling thread ended".into())),
             Ok(Some(d)) => d,
