@@ -1,5 +1,6 @@
 //! `tramline`: runs the order system, its demo and its checks.
 
+mod config;
 mod demo;
 mod migrate;
 
@@ -19,6 +20,8 @@ enum Command {
     /// Run order, payment and delivery services, their relays, the embedded log and the Order
     /// Status View in one process, drive orders through their lifecycle and verify the view.
     Demo(Box<demo::DemoArgs>),
+    /// Check a configuration file of `tramline serve`.
+    Config(config::ConfigArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -37,6 +40,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Config(args) => config::run(args),
     };
     match outcome {
         Ok(code) => code,
