@@ -9,6 +9,7 @@
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod scenario;
 pub mod services;
 pub mod view;

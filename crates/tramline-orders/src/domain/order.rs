@@ -42,7 +42,7 @@ named_enum! {
 }
 
 /// The command to place an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrder {
     /// Who orders.
@@ -99,7 +99,7 @@ impl CreateOrder {
 }
 
 /// An order's full state; also the payload of every order event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     /// The order id, also every event's partition key.

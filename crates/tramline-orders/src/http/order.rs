@@ -1,0 +1,86 @@
+//! The order service's API: place, read and cancel orders.
+
+use super::problem::Problem;
+use crate::domain::order::{CreateOrder, Order, OrderStatus};
+use crate::services::order::OrderService;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+/// The order service's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tramline order service",
+        description = "Place, read and cancel orders."
+    ),
+    paths(create_order, get_order, cancel_order, super::health, super::ready),
+    components(schemas(CreateOrder, Order, OrderStatus, Problem, super::Status))
+)]
+pub struct OrderApi;
+
+/// Places an order (PENDING); its `OrderCreated` event is published through the outbox.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
+    responses(
+        (status = 201, description = "placed; Location names it", body = Order,
+            headers(("Location" = String, description = "/orders/{orderId}"))),
+        (status = 400, description = "malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid values", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_order(
+    State(orders): State<OrderService>,
+    body: Result<Json<CreateOrder>, JsonRejection>,
+) -> Result<impl IntoResponse, Problem> {
+    let Json(cmd) = body?;
+    let order = orders.create(cmd).await?;
+    let location = format!("/orders/{}", order.order_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(order),
+    ))
+}
+
+/// Reads an order.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "the order id")),
+    responses(
+        (status = 200, description = "the order", body = Order),
+        (status = 404, description = "no such order", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_order(
+    State(orders): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, Problem> {
+    Ok(Json(orders.get(&id).await?))
+}
+
+/// Cancels a PENDING order.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "the order id")),
+    responses(
+        (status = 200, description = "cancelled", body = Order),
+        (status = 404, description = "no such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the order is no longer PENDING", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel_order(
+    State(orders): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, Problem> {
+    Ok(Json(orders.cancel(&id).await?))
+}
+
+/// The order service's routes, its `/openapi.json`, `/health` and `/ready`.
+pub fn router(orders: OrderService) -> Router {
+    let db = orders.db().clone();
+    Router::new()
+        .route("/orders", post(create_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .with_state(orders)
+        .route("/openapi.json", get(|| async { Json(OrderApi::openapi()) }))
+        .merge(super::operations(db))
+        .fallback(super::not_found)
+}

@@ -1,0 +1,104 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`), with the status a client
+//! can act on: 400 malformed request, 404 unknown id, 409 illegal state transition, 422 invalid
+//! values, 503 a store that is busy or away. Bad input never becomes a 500.
+
+use crate::OrderSystemError;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A problem details document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type, e.g. `urn:tramline:problem:not-found`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's short description.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of `status`, explained by `detail`.
+    pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("urn:tramline:problem:{kind}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("a problem serialises");
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<OrderSystemError> for Problem {
+    fn from(e: OrderSystemError) -> Self {
+        match &e {
+            OrderSystemError::Invalid { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-value",
+                e.to_string(),
+            ),
+            OrderSystemError::NotFound { .. } => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+            }
+            OrderSystemError::IllegalTransition { .. } => {
+                Problem::new(StatusCode::CONFLICT, "illegal-transition", e.to_string())
+            }
+            OrderSystemError::Malformed(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
+            }
+            OrderSystemError::Store(s) if s.is_transient() => {
+                tracing::warn!(error = %e, "store busy while serving a request");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service's database is busy; retry the request",
+                )
+            }
+            _ => {
+                // The cause goes to the log, not to the client (it may name internals).
+                tracing::error!(error = %e, "request failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request could not be completed",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for Problem {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-value",
+                e.body_text(),
+            ),
+            JsonRejection::MissingJsonContentType(e) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                e.body_text(),
+            ),
+            other => Problem::new(StatusCode::BAD_REQUEST, "malformed", other.body_text()),
+        }
+    }
+}

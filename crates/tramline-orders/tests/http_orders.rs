@@ -1,0 +1,220 @@
+//! The order service's HTTP API in process (axum's router, no socket): the happy path, one test
+//! per error class (400, 404, 409, 415, 422), and the OpenAPI document against the routes.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tramline_orders::http::order::router;
+use tramline_orders::services::order::{self, OrderService};
+use tramline_orders::services::ServiceDb;
+use tramline_sql::DbOptions;
+use tramline_testkit::{Backend, TestDbs};
+
+async fn app(dbs: &TestDbs) -> Router {
+    let db = ServiceDb::open(
+        &dbs.url("order").await,
+        &DbOptions::default(),
+        order::migrations,
+    )
+    .await
+    .expect("the order database opens");
+    router(OrderService::new(db))
+}
+
+/// Sends a request; returns the status, the headers and the body as JSON (Null if empty).
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("a response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn valid_order() -> String {
+    json!({
+        "customerId": "customer-1",
+        "productId": "product-7",
+        "quantity": 2,
+        "amountCents": 3998,
+        "shippingAddress": "1 Tram Street"
+    })
+    .to_string()
+}
+
+/// Asserts a problem details response of `status` whose detail mentions `needle`.
+fn assert_problem(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    body: &Value,
+    expected: StatusCode,
+    needle: &str,
+) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:tramline:problem:")),
+        "{body}"
+    );
+    assert!(body["title"].is_string(), "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(needle), "{needle:?} not in {detail:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_placed_read_and_cancelled() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-orders");
+    let app = app(&dbs).await;
+    let (status, headers, placed) = send(&app, Method::POST, "/orders", Some(&valid_order())).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let id = placed["orderId"].as_str().expect("an order id");
+    assert_eq!(placed["status"], "PENDING");
+    let location = headers[header::LOCATION].to_str().expect("a Location");
+    assert_eq!(location, format!("/orders/{id}"));
+
+    let (status, _, read) = send(&app, Method::GET, location, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, placed);
+
+    let (status, _, cancelled) =
+        send(&app, Method::POST, &format!("{location}/cancel"), None).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["version"], 2);
+    let (_, _, read) = send(&app, Method::GET, location, None).await;
+    assert_eq!(read["status"], "CANCELLED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_error_class_has_its_status_and_a_problem_document() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-errors");
+    let app = app(&dbs).await;
+
+    // 400: not JSON at all.
+    let (s, h, b) = send(&app, Method::POST, "/orders", Some("{not json")).await;
+    assert_problem(s, &h, &b, StatusCode::BAD_REQUEST, "");
+    // 422: JSON of the wrong shape, and values the domain refuses.
+    let wrong_type = valid_order().replace("2,", "\"two\",");
+    let (s, h, b) = send(&app, Method::POST, "/orders", Some(&wrong_type)).await;
+    assert_problem(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "quantity");
+    let (s, h, b) = send(&app, Method::POST, "/orders", Some(r#"{"customerId":"c"}"#)).await;
+    assert_problem(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "productId");
+    let zero = valid_order().replace("\"quantity\":2", "\"quantity\":0");
+    let (s, h, b) = send(&app, Method::POST, "/orders", Some(&zero)).await;
+    assert_problem(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "quantity");
+    let blank = valid_order().replace("customer-1", "  ");
+    let (s, h, b) = send(&app, Method::POST, "/orders", Some(&blank)).await;
+    assert_problem(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "customerId");
+    // 415: a body that does not say it is JSON.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/orders")
+        .body(Body::from(valid_order()))
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("a response");
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // 404: unknown ids and unknown routes.
+    let (s, h, b) = send(&app, Method::GET, "/orders/no-such-order", None).await;
+    assert_problem(s, &h, &b, StatusCode::NOT_FOUND, "no-such-order");
+    let (s, h, b) = send(&app, Method::POST, "/orders/no-such-order/cancel", None).await;
+    assert_problem(s, &h, &b, StatusCode::NOT_FOUND, "no-such-order");
+    let (s, h, b) = send(&app, Method::GET, "/nothing/here", None).await;
+    assert_problem(s, &h, &b, StatusCode::NOT_FOUND, "");
+    // 409: an illegal state transition.
+    let (_, _, placed) = send(&app, Method::POST, "/orders", Some(&valid_order())).await;
+    let cancel = format!(
+        "/orders/{}/cancel",
+        placed["orderId"].as_str().expect("an id")
+    );
+    let (s, _, _) = send(&app, Method::POST, &cancel, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, h, b) = send(&app, Method::POST, &cancel, None).await;
+    assert_problem(s, &h, &b, StatusCode::CONFLICT, "CANCELLED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_answer() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-ops");
+    let app = app(&dbs).await;
+    let (s, _, b) = send(&app, Method::GET, "/health", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _, b) = send(&app, Method::GET, "/ready", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+/// Every documented operation is routed (not the 404 fallback, not 405), and every route is
+/// documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_routes() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-openapi");
+    let app = app(&dbs).await;
+    let (s, _, doc) = send(&app, Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("operations").keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let expected = [
+        ("GET", "/health"),
+        ("GET", "/orders/{id}"),
+        ("GET", "/ready"),
+        ("POST", "/orders"),
+        ("POST", "/orders/{id}/cancel"),
+    ];
+    assert_eq!(
+        documented,
+        expected
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    );
+    for (method, path) in &documented {
+        let uri = path.replace("{id}", "some-id");
+        let method: Method = method.parse().expect("a method");
+        let body = (method == Method::POST && uri == "/orders").then(valid_order);
+        let (s, _, b) = send(&app, method.clone(), &uri, body.as_deref()).await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert!(
+            !(s == StatusCode::NOT_FOUND && b["detail"] == "no such resource"),
+            "{method} {uri} is documented but not routed"
+        );
+    }
+}
