@@ -6,8 +6,8 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use common::http::{assert_documented_routes, assert_problem, send};
+use serde_json::json;
 use tower::ServiceExt;
 use tramline_orders::http::order::router;
 use tramline_orders::services::order::{self, OrderService};
@@ -26,33 +26,6 @@ async fn app(dbs: &TestDbs) -> Router {
     router(OrderService::new(db))
 }
 
-/// Sends a request; returns the status, the headers and the body as JSON (Null if empty).
-async fn send(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    body: Option<&str>,
-) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = request
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
-        .expect("a request");
-    let response = app.clone().oneshot(request).await.expect("a response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, headers, body)
-}
-
 fn valid_order() -> String {
     json!({
         "customerId": "customer-1",
@@ -62,33 +35,6 @@ fn valid_order() -> String {
         "shippingAddress": "1 Tram Street"
     })
     .to_string()
-}
-
-/// Asserts a problem details response of `status` whose detail mentions `needle`.
-fn assert_problem(
-    status: StatusCode,
-    headers: &axum::http::HeaderMap,
-    body: &Value,
-    expected: StatusCode,
-    needle: &str,
-) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        Some("application/problem+json")
-    );
-    assert_eq!(body["status"], expected.as_u16(), "{body}");
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("urn:tramline:problem:")),
-        "{body}"
-    );
-    assert!(body["title"].is_string(), "{body}");
-    let detail = body["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains(needle), "{needle:?} not in {detail:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,20 +124,6 @@ async fn health_and_readiness_answer() {
 async fn the_openapi_document_matches_the_routes() {
     let dbs = TestDbs::new(Backend::Sqlite, "http-openapi");
     let app = app(&dbs).await;
-    let (s, _, doc) = send(&app, Method::GET, "/openapi.json", None).await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
-        "{doc}"
-    );
-    let paths = doc["paths"].as_object().expect("paths");
-    let mut documented: Vec<(String, String)> = Vec::new();
-    for (path, ops) in paths {
-        for method in ops.as_object().expect("operations").keys() {
-            documented.push((method.to_uppercase(), path.clone()));
-        }
-    }
-    documented.sort();
     let expected = [
         ("GET", "/health"),
         ("GET", "/orders/{id}"),
@@ -199,22 +131,8 @@ async fn the_openapi_document_matches_the_routes() {
         ("POST", "/orders"),
         ("POST", "/orders/{id}/cancel"),
     ];
-    assert_eq!(
-        documented,
-        expected
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect::<Vec<_>>()
-    );
-    for (method, path) in &documented {
-        let uri = path.replace("{id}", "some-id");
-        let method: Method = method.parse().expect("a method");
-        let body = (method == Method::POST && uri == "/orders").then(valid_order);
-        let (s, _, b) = send(&app, method.clone(), &uri, body.as_deref()).await;
-        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
-        assert!(
-            !(s == StatusCode::NOT_FOUND && b["detail"] == "no such resource"),
-            "{method} {uri} is documented but not routed"
-        );
-    }
+    assert_documented_routes(&app, &expected, |method, uri| {
+        (method == Method::POST && uri == "/orders").then(valid_order)
+    })
+    .await;
 }

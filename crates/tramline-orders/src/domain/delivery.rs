@@ -30,7 +30,7 @@ named_enum! {
 }
 
 /// A delivery's full state; also the payload of every delivery event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// The delivery id.

@@ -34,7 +34,7 @@ named_enum! {
 }
 
 /// A payment's full state; also the payload of every payment event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     /// The payment id.

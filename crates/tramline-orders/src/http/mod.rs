@@ -4,7 +4,9 @@
 //! Every error is a problem details document ([`problem::Problem`]); a request body that does
 //! not parse is a 400 or 422, never a panic or a 500.
 
+pub mod delivery;
 pub mod order;
+pub mod payment;
 pub mod problem;
 
 use crate::services::ServiceDb;
@@ -55,6 +57,19 @@ pub fn operations(db: ServiceDb) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(db)
+}
+
+/// A service's `routes` with its OpenAPI document at `/openapi.json`, `/health`, `/ready`, and
+/// a 404 problem for any other path.
+pub fn service(routes: Router, api: utoipa::openapi::OpenApi, db: ServiceDb) -> Router {
+    let document = serde_json::to_value(&api).expect("an OpenAPI document serialises");
+    routes
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(Json(document.clone()))),
+        )
+        .merge(operations(db))
+        .fallback(not_found)
 }
 
 /// Answers any unknown route with a 404 problem.

@@ -75,12 +75,10 @@ pub async fn cancel_order(
 /// The order service's routes, its `/openapi.json`, `/health` and `/ready`.
 pub fn router(orders: OrderService) -> Router {
     let db = orders.db().clone();
-    Router::new()
+    let routes = Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
-        .with_state(orders)
-        .route("/openapi.json", get(|| async { Json(OrderApi::openapi()) }))
-        .merge(super::operations(db))
-        .fallback(super::not_found)
+        .with_state(orders);
+    super::service(routes, OrderApi::openapi(), db)
 }

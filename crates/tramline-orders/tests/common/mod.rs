@@ -1,6 +1,8 @@
 //! Shared fixtures of the order system's integration tests: event histories and a view.
 #![allow(dead_code)]
 
+pub mod http;
+
 use tramline_core::Record;
 use tramline_orders::domain::delivery::Delivery;
 use tramline_orders::domain::order::{CreateOrder, Order};
