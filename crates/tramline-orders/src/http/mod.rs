@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod order;
 pub mod payment;
 pub mod problem;
+pub mod view;
 
 use crate::services::ServiceDb;
 use axum::extract::State;

@@ -60,7 +60,7 @@ pub async fn open(url: &str, options: &DbOptions) -> Result<ServiceDb> {
 }
 
 /// One row of the view. `None` columns belong to a source not seen yet for this order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderStatusRow {
     /// The order id (primary key).
@@ -121,6 +121,19 @@ impl OrderStatusRow {
     }
 }
 
+/// Which rows a search returns; every field set must match exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusFilter {
+    /// The order's status, e.g. `APPROVED`.
+    pub order_status: Option<String>,
+    /// The payment's status.
+    pub payment_status: Option<String>,
+    /// The delivery's status.
+    pub delivery_status: Option<String>,
+    /// The customer.
+    pub customer_id: Option<String>,
+}
+
 /// Reads the view.
 #[derive(Debug, Clone)]
 pub struct OrderStatusQuery {
@@ -133,6 +146,11 @@ impl OrderStatusQuery {
         OrderStatusQuery { db }
     }
 
+    /// The view's database.
+    pub fn db(&self) -> &ServiceDb {
+        &self.db
+    }
+
     /// The row of one order, if the view has it.
     pub async fn get(&self, order_id: &str) -> Result<Option<OrderStatusRow>> {
         let db = &self.db.db;
@@ -140,6 +158,43 @@ impl OrderStatusQuery {
         stmt.push("order_id = ").bind(order_id);
         let rows: Vec<OrderStatusRow> = db.fetch_json(&stmt, STORE, "read row").await?;
         Ok(rows.into_iter().next())
+    }
+
+    /// Up to `limit` rows matching `filter` with order ids after `after`, in order id order:
+    /// one keyset page.
+    pub async fn search(
+        &self,
+        filter: &StatusFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<OrderStatusRow>> {
+        let db = &self.db.db;
+        let d = db.dialect();
+        let mut stmt = Stmt::new(
+            d,
+            &format!(
+                "SELECT {} FROM (SELECT * FROM order_status_view WHERE order_id > ",
+                d.json_objects(FIELDS)
+            ),
+        );
+        stmt.bind(after);
+        let conditions = [
+            ("order_status", filter.order_status.as_deref()),
+            ("payment_status", filter.payment_status.as_deref()),
+            ("delivery_status", filter.delivery_status.as_deref()),
+            ("customer_id", filter.customer_id.as_deref()),
+        ];
+        for (column, value) in conditions {
+            if let Some(value) = value {
+                stmt.push(&format!(" AND {column} = ")).bind(value);
+            }
+        }
+        stmt.push(" ORDER BY order_id LIMIT ")
+            .bind(i64::from(limit))
+            .push(") AS page");
+        let mut rows: Vec<OrderStatusRow> = db.fetch_json(&stmt, STORE, "search rows").await?;
+        rows.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(rows)
     }
 
     /// Rows of orders with ids in (`after`, `upto`], in order id order.

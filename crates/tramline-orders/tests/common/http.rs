@@ -89,7 +89,9 @@ pub async fn assert_documented_routes(
     wanted.sort();
     assert_eq!(documented, wanted);
     for (method, path) in &documented {
-        let uri = path.replace("{id}", "some-id");
+        let uri = path
+            .replace("{id}", "some-id")
+            .replace("{order_id}", "some-id");
         let method: Method = method.parse().expect("a method");
         let request_body = body(&method, &uri);
         let (s, _, b) = send(app, method.clone(), &uri, request_body.as_deref()).await;
