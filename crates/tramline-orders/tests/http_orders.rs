@@ -10,6 +10,7 @@ use common::http::{assert_documented_routes, assert_problem, send};
 use serde_json::json;
 use tower::ServiceExt;
 use tramline_orders::http::order::router;
+use tramline_orders::http::ApiOptions;
 use tramline_orders::services::order::{self, OrderService};
 use tramline_orders::services::ServiceDb;
 use tramline_sql::DbOptions;
@@ -23,7 +24,7 @@ async fn app(dbs: &TestDbs) -> Router {
     )
     .await
     .expect("the order database opens");
-    router(OrderService::new(db))
+    router(OrderService::new(db), &ApiOptions::default())
 }
 
 fn valid_order() -> String {
@@ -106,6 +107,52 @@ async fn each_error_class_has_its_status_and_a_problem_document() {
     assert_eq!(s, StatusCode::OK);
     let (s, h, b) = send(&app, Method::POST, &cancel, None).await;
     assert_problem(s, &h, &b, StatusCode::CONFLICT, "CANCELLED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_bearer_token_guards_commands_only() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-bearer");
+    let db = ServiceDb::open(
+        &dbs.url("order").await,
+        &DbOptions::default(),
+        order::migrations,
+    )
+    .await
+    .expect("the order database opens");
+    let options = ApiOptions {
+        bearer_token: Some("s3cret".into()),
+    };
+    let app = router(OrderService::new(db), &options);
+    let post = |auth: Option<&'static str>| {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        request.body(Body::from(valid_order())).expect("a request")
+    };
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Basic s3cret"),
+    ] {
+        let response = app.clone().oneshot(post(auth)).await.expect("a response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    let response = app
+        .clone()
+        .oneshot(post(Some("Bearer s3cret")))
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (s, _, _) = send(&app, Method::GET, "/orders/unknown", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "reads need no token");
+    let (s, _, _) = send(&app, Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

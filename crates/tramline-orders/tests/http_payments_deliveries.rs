@@ -53,7 +53,7 @@ async fn payments_are_approved_once_and_read() {
     let id = payments.for_orders_in("", None).await.expect("payments")[0]
         .payment_id
         .clone();
-    let app = tramline_orders::http::payment::router(payments);
+    let app = tramline_orders::http::payment::router(payments, &Default::default());
 
     let (s, _, b) = send(&app, Method::GET, &format!("/payments/{id}"), None).await;
     assert_eq!(
@@ -101,7 +101,7 @@ async fn deliveries_are_started_then_completed_in_order() {
         .expect("deliveries")[0]
         .delivery_id
         .clone();
-    let app = tramline_orders::http::delivery::router(deliveries);
+    let app = tramline_orders::http::delivery::router(deliveries, &Default::default());
 
     let (s, h, b) = send(
         &app,

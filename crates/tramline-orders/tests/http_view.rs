@@ -34,7 +34,7 @@ async fn seeded(
         handler.apply(&records(&history)).await.expect("applied");
         orders.push((id, history));
     }
-    let app = router(OrderStatusQuery::new(db));
+    let app = router(OrderStatusQuery::new(db), &Default::default());
     (dbs, app, orders)
 }
 

@@ -69,12 +69,12 @@ pub async fn get_delivery(
 }
 
 /// The delivery service's routes, its `/openapi.json`, `/health` and `/ready`.
-pub fn router(deliveries: DeliveryService) -> Router {
+pub fn router(deliveries: DeliveryService, options: &super::ApiOptions) -> Router {
     let db = deliveries.db().clone();
     let routes = Router::new()
         .route("/deliveries/{id}", get(get_delivery))
         .route("/deliveries/{id}/start", post(start_delivery))
         .route("/deliveries/{id}/complete", post(complete_delivery))
         .with_state(deliveries);
-    super::service(routes, DeliveryApi::openapi(), db)
+    super::service(routes, DeliveryApi::openapi(), db, options)
 }

@@ -11,12 +11,15 @@ pub mod problem;
 pub mod view;
 
 use crate::services::ServiceDb;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use problem::Problem;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What `/health` and `/ready` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -60,10 +63,30 @@ pub fn operations(db: ServiceDb) -> Router {
         .with_state(db)
 }
 
+/// What every service's API shares.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// When set, commands (every POST) require `Authorization: Bearer <token>`; reads, the
+    /// OpenAPI document and the health checks stay open.
+    pub bearer_token: Option<String>,
+}
+
 /// A service's `routes` with its OpenAPI document at `/openapi.json`, `/health`, `/ready`, and
-/// a 404 problem for any other path.
-pub fn service(routes: Router, api: utoipa::openapi::OpenApi, db: ServiceDb) -> Router {
+/// a 404 problem for any other path; commands guarded by the bearer token if one is set.
+pub fn service(
+    routes: Router,
+    api: utoipa::openapi::OpenApi,
+    db: ServiceDb,
+    options: &ApiOptions,
+) -> Router {
     let document = serde_json::to_value(&api).expect("an OpenAPI document serialises");
+    let routes = match &options.bearer_token {
+        Some(token) => {
+            let token: Arc<str> = Arc::from(token.as_str());
+            routes.layer(axum::middleware::from_fn_with_state(token, require_bearer))
+        }
+        None => routes,
+    };
     routes
         .route(
             "/openapi.json",
@@ -71,6 +94,39 @@ pub fn service(routes: Router, api: utoipa::openapi::OpenApi, db: ServiceDb) -> 
         )
         .merge(operations(db))
         .fallback(not_found)
+}
+
+/// Refuses a command without the configured bearer token (401, `WWW-Authenticate: Bearer`).
+async fn require_bearer(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if same_secret(p.as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ => {
+            let mut response = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "commands need a valid bearer token",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+    }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Answers any unknown route with a 404 problem.

@@ -73,12 +73,12 @@ pub async fn cancel_order(
 }
 
 /// The order service's routes, its `/openapi.json`, `/health` and `/ready`.
-pub fn router(orders: OrderService) -> Router {
+pub fn router(orders: OrderService, options: &super::ApiOptions) -> Router {
     let db = orders.db().clone();
     let routes = Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
         .with_state(orders);
-    super::service(routes, OrderApi::openapi(), db)
+    super::service(routes, OrderApi::openapi(), db, options)
 }

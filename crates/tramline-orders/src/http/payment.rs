@@ -69,12 +69,12 @@ pub async fn get_payment(
 }
 
 /// The payment service's routes, its `/openapi.json`, `/health` and `/ready`.
-pub fn router(payments: PaymentService) -> Router {
+pub fn router(payments: PaymentService, options: &super::ApiOptions) -> Router {
     let db = payments.db().clone();
     let routes = Router::new()
         .route("/payments/{id}", get(get_payment))
         .route("/payments/{id}/approve", post(approve_payment))
         .route("/payments/{id}/reject", post(reject_payment))
         .with_state(payments);
-    super::service(routes, PaymentApi::openapi(), db)
+    super::service(routes, PaymentApi::openapi(), db, options)
 }

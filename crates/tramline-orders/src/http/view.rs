@@ -114,11 +114,11 @@ pub async fn list_order_status(
 }
 
 /// The view's routes, its `/openapi.json`, `/health` and `/ready`.
-pub fn router(view: OrderStatusQuery) -> Router {
+pub fn router(view: OrderStatusQuery, options: &super::ApiOptions) -> Router {
     let db = view.db().clone();
     let routes = Router::new()
         .route("/order-status", get(list_order_status))
         .route("/order-status/{order_id}", get(get_order_status))
         .with_state(view);
-    super::service(routes, ViewApi::openapi(), db)
+    super::service(routes, ViewApi::openapi(), db, options)
 }
