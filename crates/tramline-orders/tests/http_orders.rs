@@ -17,6 +17,10 @@ use tramline_sql::DbOptions;
 use tramline_testkit::{Backend, TestDbs};
 
 async fn app(dbs: &TestDbs) -> Router {
+    app_with(dbs, &ApiOptions::default()).await
+}
+
+async fn app_with(dbs: &TestDbs, options: &ApiOptions) -> Router {
     let db = ServiceDb::open(
         &dbs.url("order").await,
         &DbOptions::default(),
@@ -24,7 +28,7 @@ async fn app(dbs: &TestDbs) -> Router {
     )
     .await
     .expect("the order database opens");
-    router(OrderService::new(db), &ApiOptions::default())
+    router(OrderService::new(db), options)
 }
 
 fn valid_order() -> String {
@@ -112,17 +116,10 @@ async fn each_error_class_has_its_status_and_a_problem_document() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_bearer_token_guards_commands_only() {
     let dbs = TestDbs::new(Backend::Sqlite, "http-bearer");
-    let db = ServiceDb::open(
-        &dbs.url("order").await,
-        &DbOptions::default(),
-        order::migrations,
-    )
-    .await
-    .expect("the order database opens");
     let options = ApiOptions {
         bearer_token: Some("s3cret".into()),
     };
-    let app = router(OrderService::new(db), &options);
+    let app = app_with(&dbs, &options).await;
     let post = |auth: Option<&'static str>| {
         let mut request = Request::builder()
             .method(Method::POST)
