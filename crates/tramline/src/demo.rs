@@ -1,9 +1,10 @@
 //! `tramline demo`: the whole order system in one process — on SQLite files by default, or on
-//! MariaDB/PostgreSQL databases it creates for the run and drops afterwards — driven through
-//! its lifecycle, then checked row by row against the services' own tables.
+//! MariaDB/PostgreSQL databases it creates for the run and drops afterwards; events carried by
+//! the embedded log or by a Kafka cluster — driven through its lifecycle, then checked row by
+//! row against the services' own tables.
 //!
 //! Completion is detected, not timed: the run is over when every group has committed every
-//! record, every outbox is empty, and no relay published in between — at that point no
+//! record (on Kafka: every record this process produced), every outbox is empty, and no relay published in between — at that point no
 //! effect is pending anywhere, because each consumer commits its effects (and the messages
 //! they emit) before its offset.
 

@@ -17,8 +17,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run order, payment and delivery services, their relays, the embedded log and the Order
-    /// Status View in one process, drive orders through their lifecycle and verify the view.
+    /// Run order, payment and delivery services, their relays, the embedded log (or Kafka) and
+    /// the Order Status View in one process, drive orders through their lifecycle and verify
+    /// the view.
     Demo(Box<demo::DemoArgs>),
     /// Check a configuration file of `tramline serve`.
     Config(config::ConfigArgs),

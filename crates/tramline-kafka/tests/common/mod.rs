@@ -15,7 +15,9 @@ pub fn config(test: &str, brokers: &str) -> KafkaConfig {
     // The broker's first assignment of a group waits about half of this.
     c.session_timeout = Duration::from_secs(6);
     c.revoke_timeout = Duration::from_secs(20);
-    if let Ok(debug) = std::env::var("KDEBUG") {
+    // librdkafka's own debug contexts for a failing test, e.g. `cgrp,fetch`; the lines show
+    // with RUST_LOG=librdkafka=debug.
+    if let Ok(debug) = std::env::var("TRAMLINE_TEST_KAFKA_DEBUG") {
         c.properties.insert("debug".into(), debug);
     }
     c
@@ -23,6 +25,7 @@ pub fn config(test: &str, brokers: &str) -> KafkaConfig {
 
 /// A transport on the shared test broker with `topics` created, `partitions` each.
 pub async fn transport(test: &str, topics: &[&str], partitions: i32) -> KafkaTransport {
+    // Logs of a failing test (RUST_LOG), shown with the test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
