@@ -9,11 +9,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats};
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Applied, Handler, Transport};
 use tramline_core::{Envelope, Error, Record};
-use tramline_testkit::wait_until;
+use tramline_testkit::{wait_until, RunningConsumer};
 
 /// Records how often each message was applied; slow enough that records are in flight when
 /// a rebalance comes. (The transport and runtime are under test; the effect is only counted.)
@@ -72,26 +71,12 @@ fn config() -> ConsumerConfig {
     }
 }
 
-struct Member {
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
-    stats: Arc<ConsumerStats>,
-}
-
-async fn join<T: Transport>(t: &T, probe: &Arc<Probe>) -> Member {
+async fn join<T: Transport>(t: &T, probe: &Arc<Probe>) -> RunningConsumer {
     let s = t
         .subscribe("view", &["orders".to_owned()])
         .await
         .expect("subscribed");
-    let runtime = ConsumerRuntime::new(Arc::clone(probe), config());
-    let stats = runtime.stats();
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    Member {
-        task: tokio::spawn(async move { runtime.run(s, c).await }),
-        cancel,
-        stats,
-    }
+    RunningConsumer::start(ConsumerRuntime::new(Arc::clone(probe), config()), s)
 }
 
 fn events(n: usize) -> Vec<Envelope> {
@@ -145,8 +130,7 @@ async fn a_joining_member_starts_where_the_leaving_owner_stopped() {
         "a revoked partition's records were committed before it moved, so none is redelivered"
     );
     for m in [first, second] {
-        m.cancel.cancel();
-        m.task.await.expect("no panic").expect("stops cleanly");
+        m.stop().await;
     }
 }
 
@@ -172,8 +156,7 @@ async fn a_dropped_members_partitions_move_to_the_survivor() {
     )
     .await;
     // Killed: no drain, no final commit. What it held unapplied or uncommitted comes again.
-    doomed.task.abort();
-    let _ = doomed.task.await;
+    doomed.kill().await;
     let batch = events(1000);
     t.publish(&batch).await.expect("published");
     published.extend(batch.iter().map(|e| e.id));
@@ -187,10 +170,5 @@ async fn a_dropped_members_partitions_move_to_the_survivor() {
         survivor.stats.received.load(Ordering::Relaxed) as usize >= 1000,
         "the survivor took the dropped member's partitions"
     );
-    survivor.cancel.cancel();
-    survivor
-        .task
-        .await
-        .expect("no panic")
-        .expect("stops cleanly");
+    survivor.stop().await;
 }

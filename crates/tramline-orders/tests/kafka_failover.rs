@@ -11,18 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats};
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Outbox, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
-use tramline_core::{Envelope, Error};
+use tramline_core::Envelope;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::events::ALL_TOPICS;
 use tramline_orders::services::{ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{OrderStatusQuery, OrderStatusRow};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlOutbox};
-use tramline_testkit::{kafka, wait_until, Backend, TestDbs};
+use tramline_testkit::{kafka, wait_until, Backend, RunningConsumer, TestDbs};
 
 const VIEW: &str = "order-status-view";
 
@@ -54,13 +53,7 @@ fn orders(tag: &str, n: usize) -> (Vec<Vec<Envelope>>, BTreeMap<String, OrderSta
     (envelopes, expected)
 }
 
-struct Member {
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
-    stats: Arc<ConsumerStats>,
-}
-
-async fn join(t: &KafkaTransport, db: &ServiceDb) -> Member {
+async fn join(t: &KafkaTransport, db: &ServiceDb) -> RunningConsumer {
     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
     let subscription = t.subscribe(VIEW, &topics).await.expect("subscribed");
     let handler = Arc::new(Subscriber::new(
@@ -68,15 +61,10 @@ async fn join(t: &KafkaTransport, db: &ServiceDb) -> Member {
         VIEW,
         OrderStatusProjection::default(),
     ));
-    let runtime = ConsumerRuntime::new(handler, ConsumerConfig::default());
-    let stats = runtime.stats();
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    Member {
-        task: tokio::spawn(async move { runtime.run(subscription, c).await }),
-        cancel,
-        stats,
-    }
+    RunningConsumer::start(
+        ConsumerRuntime::new(handler, ConsumerConfig::default()),
+        subscription,
+    )
 }
 
 /// Waits until every expected row is in the view exactly.
@@ -122,26 +110,20 @@ async fn a_killed_view_members_work_moves_to_the_survivor_and_the_view_is_exact(
     )
     .await;
     // Killed: no drain, no final commit; what it applied since its last commit comes again.
-    doomed.task.abort();
-    let _ = doomed.task.await;
+    let doomed = doomed.kill().await;
     for chunk in second_half.chunks(4) {
         let events: Vec<Envelope> = chunk.iter().flatten().cloned().collect();
         t.publish(&events).await.expect("published");
     }
 
     view_is_exact(&db, &expected).await;
-    let received = survivor.stats.received.load(Ordering::Relaxed)
-        + doomed.stats.received.load(Ordering::Relaxed);
+    let received =
+        survivor.stats.received.load(Ordering::Relaxed) + doomed.received.load(Ordering::Relaxed);
     assert!(
         received >= 600 * 8,
         "every event was received at least once"
     );
-    survivor.cancel.cancel();
-    survivor
-        .task
-        .await
-        .expect("no panic")
-        .expect("stops cleanly");
+    survivor.stop().await;
     let parked = Subscriber::new(db.clone(), VIEW, OrderStatusProjection::default())
         .inbox()
         .parked(&db.db)
@@ -201,6 +183,5 @@ async fn a_relay_restarted_between_publish_and_mark_causes_duplicates_only() {
         800,
         "each copy skipped"
     );
-    member.cancel.cancel();
-    member.task.await.expect("no panic").expect("stops cleanly");
+    member.stop().await;
 }

@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats};
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Applied, Handler, Transport};
 use tramline_core::{Envelope, Error, Record};
 use tramline_sql::{DbOptions, SqlLog};
-use tramline_testkit::{on_every_database, Backend, TestDbs};
+use tramline_testkit::{on_every_database, Backend, RunningConsumer, TestDbs};
 
 /// Message ids seen, and the payload numbers applied per key.
 type Seen = (HashSet<uuid::Uuid>, HashMap<String, Vec<u64>>);
@@ -86,34 +85,9 @@ async fn log(dbs: &TestDbs, partitions: i32) -> SqlLog {
     log
 }
 
-struct Running {
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
-    stats: Arc<ConsumerStats>,
-}
-
-async fn start(log: &SqlLog, handler: Arc<Recorder>, config: ConsumerConfig) -> Running {
-    let runtime = ConsumerRuntime::new(handler, config);
-    let stats = runtime.stats();
+async fn start(log: &SqlLog, handler: Arc<Recorder>, config: ConsumerConfig) -> RunningConsumer {
     let sub = log.subscribe("g", &topics()).await.expect("subscribe");
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let cancel = cancel.clone();
-        async move { runtime.run(sub, cancel).await }
-    });
-    Running {
-        cancel,
-        task,
-        stats,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> Arc<ConsumerStats> {
-        self.cancel.cancel();
-        self.task.await.expect("no panic").expect("stops cleanly");
-        self.stats
-    }
+    RunningConsumer::start(ConsumerRuntime::new(handler, config), sub)
 }
 
 async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {

@@ -8,9 +8,11 @@
 //! [`on_every_database!`] runs one test body on all three. [`kafka`] gives Kafka tests their
 //! broker and unique topic and group names.
 
+mod consumer;
 mod databases;
 pub mod kafka;
 
+pub use consumer::RunningConsumer;
 pub use databases::{Backend, TestDbs};
 
 use rand::rngs::StdRng;
