@@ -25,6 +25,18 @@ struct PartitionState {
     committed: i64,
 }
 
+impl PartitionState {
+    /// The first offset not yet applied: everything before it may be committed.
+    fn watermark(&self) -> i64 {
+        self.in_flight.keys().next().copied().unwrap_or(self.next)
+    }
+
+    /// Deliveries handed out and not yet finished.
+    fn deliveries(&self) -> usize {
+        self.in_flight.values().map(|&n| n as usize).sum()
+    }
+}
+
 /// A commit the transport should make: consumption resumes at `next_offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitPosition {
@@ -77,7 +89,7 @@ impl OffsetTracker {
         let mut out = Vec::new();
         for (topic, partitions) in &mut self.partitions {
             for (partition, state) in partitions.iter_mut() {
-                let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
+                let watermark = state.watermark();
                 if watermark > state.committed {
                     state.committed = watermark;
                     out.push(CommitPosition {
@@ -96,14 +108,14 @@ impl OffsetTracker {
         self.partitions
             .get(topic)
             .and_then(|p| p.get(&partition))
-            .map_or(0, |s| s.in_flight.values().map(|&n| n as usize).sum())
+            .map_or(0, PartitionState::deliveries)
     }
 
     /// Forgets a partition this member gave up, returning its position if it advanced since
     /// the last commit. Records of it still in flight no longer hold anything back.
     pub fn release(&mut self, topic: &str, partition: i32) -> Option<CommitPosition> {
         let state = self.partitions.get_mut(topic)?.remove(&partition)?;
-        let watermark = state.in_flight.keys().next().copied().unwrap_or(state.next);
+        let watermark = state.watermark();
         (watermark > state.committed).then(|| CommitPosition {
             topic: topic.to_owned(),
             partition,
@@ -116,7 +128,7 @@ impl OffsetTracker {
         self.partitions
             .values()
             .flat_map(HashMap::values)
-            .map(|s| s.in_flight.values().map(|&n| n as usize).sum::<usize>())
+            .map(PartitionState::deliveries)
             .sum()
     }
 }
