@@ -45,8 +45,16 @@ pub struct EventuateMessage {
 impl EventuateMessage {
     /// The message for `envelope`, with `ID`, `PARTITION_ID`, `DESTINATION` and `DATE` set.
     pub fn from_envelope(envelope: &Envelope) -> Self {
+        EventuateMessage {
+            payload: envelope.payload.clone(),
+            headers: EventuateMessage::headers_of(envelope),
+        }
+    }
+
+    /// The headers of `envelope`'s message: its own, plus `ID`, `PARTITION_ID`,
+    /// `DESTINATION` and `DATE`.
+    pub fn headers_of(envelope: &Envelope) -> BTreeMap<String, String> {
         let mut headers = envelope.headers.clone();
-        // An id that came from Eventuate (not a UUID) is kept in the headers as it was.
         headers
             .entry(ID.to_owned())
             .or_insert_with(|| envelope.id.to_string());
@@ -55,10 +63,30 @@ impl EventuateMessage {
         headers
             .entry(DATE.to_owned())
             .or_insert_with(|| http_date(envelope.created_at_ms));
-        EventuateMessage {
-            payload: envelope.payload.clone(),
-            headers,
+        headers
+    }
+
+    /// The message id of `envelope` as Eventuate knows it: an id that came from Eventuate
+    /// (not a UUID) is kept in the `ID` header as it was; otherwise the envelope's id.
+    pub fn id_of(envelope: &Envelope) -> String {
+        envelope
+            .header(ID)
+            .map_or_else(|| envelope.id.to_string(), str::to_owned)
+    }
+
+    /// The JSON envelope of `envelope`'s message, as written to a Kafka record value, without
+    /// copying the payload first.
+    pub fn json_of(envelope: &Envelope) -> String {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            payload: &'a str,
+            headers: BTreeMap<String, String>,
         }
+        serde_json::to_string(&Borrowed {
+            payload: &envelope.payload,
+            headers: EventuateMessage::headers_of(envelope),
+        })
+        .expect("strings and a string map always serialise")
     }
 
     /// Parses the JSON envelope, as found in a Kafka record value.
@@ -165,6 +193,23 @@ mod tests {
             .into_envelope(None, None)
             .unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn the_borrowed_json_is_the_messages_json() {
+        let e = order_created();
+        assert_eq!(
+            EventuateMessage::json_of(&e),
+            EventuateMessage::from_envelope(&e).to_json()
+        );
+        assert_eq!(EventuateMessage::id_of(&e), e.id.to_string());
+        let from_eventuate = e
+            .clone()
+            .with_header(ID, "0000018f2c4e9a3b-0242ac1300090000");
+        assert_eq!(
+            EventuateMessage::id_of(&from_eventuate),
+            "0000018f2c4e9a3b-0242ac1300090000"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::subscription::KafkaSubscription;
 use crate::{KafkaConfig, KafkaError};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -134,19 +134,11 @@ impl KafkaTransport {
                 operation: "delete topics",
                 source,
             })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => {
-                    return Err(KafkaError::Topic {
-                        operation: "delete topic",
-                        topic,
-                        code,
-                    })
-                }
-            }
-        }
-        Ok(())
+        topic_results(
+            results,
+            "delete topic",
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        )
     }
 
     fn admin_options(&self) -> AdminOptions {
@@ -164,7 +156,7 @@ impl KafkaTransport {
         let mut pending = Vec::with_capacity(batch.len());
         for envelope in batch {
             let topic = self.config.topic_name(&envelope.topic);
-            let value = EventuateMessage::from_envelope(envelope).to_json();
+            let value = EventuateMessage::json_of(envelope);
             loop {
                 let record = FutureRecord::to(&topic)
                     .key(envelope.key.as_bytes())
@@ -224,20 +216,35 @@ impl KafkaTransport {
                 operation: "create topic",
                 source,
             })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(KafkaError::Topic {
-                        operation: "create topic",
-                        topic,
-                        code,
-                    })
-                }
+        topic_results(
+            results,
+            "create topic",
+            RDKafkaErrorCode::TopicAlreadyExists,
+        )
+    }
+}
+
+/// The cluster's answer per topic as one result; `done` (the topic already exists, or is
+/// already gone) counts as success.
+fn topic_results(
+    results: Vec<TopicResult>,
+    operation: &'static str,
+    done: RDKafkaErrorCode,
+) -> Result<(), KafkaError> {
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, code)) if code == done => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::Topic {
+                    operation,
+                    topic,
+                    code,
+                })
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl Transport for KafkaTransport {

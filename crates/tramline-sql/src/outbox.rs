@@ -163,11 +163,7 @@ impl SqlOutbox {
         if batch.messages.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = batch
-            .messages
-            .iter()
-            .map(|m| EventuateMessage::from_envelope(m).headers[eventuate::ID].clone())
-            .collect();
+        let ids: Vec<String> = batch.messages.iter().map(EventuateMessage::id_of).collect();
         let mut tx = self.db.begin(STORE).await?;
         for chunk in ids.chunks(MARK_CHUNK) {
             let mut stmt = tx.stmt("UPDATE message SET published = 1 WHERE id IN ");
@@ -190,10 +186,10 @@ async fn append_eventuate(tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlE
         "",
         messages,
         |row, m| {
-            let message = EventuateMessage::from_envelope(m);
-            row.bind(message.headers[eventuate::ID].clone())
+            let headers = EventuateMessage::headers_of(m);
+            row.bind(EventuateMessage::id_of(m))
                 .bind(&m.topic)
-                .bind(serde_json::to_string(&message.headers).expect("a string map serialises"))
+                .bind(serde_json::to_string(&headers).expect("a string map serialises"))
                 .bind(&m.payload)
                 .bind(0i64)
                 .bind(m.created_at_ms);
