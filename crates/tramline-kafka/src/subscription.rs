@@ -168,7 +168,7 @@ impl KafkaSubscription {
         group: &str,
         topics: &[String],
     ) -> Result<Self, KafkaError> {
-        let config = Arc::new(transport.config().clone());
+        let config = transport.shared_config();
         let group_id = config.group_id(group);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let context = MemberContext {

@@ -147,6 +147,10 @@ impl KafkaTransport {
             .operation_timeout(Some(self.config.connect_timeout))
     }
 
+    pub(crate) fn shared_config(&self) -> Arc<KafkaConfig> {
+        Arc::clone(&self.config)
+    }
+
     pub(crate) fn positions(&self) -> Arc<Positions> {
         Arc::clone(&self.positions)
     }

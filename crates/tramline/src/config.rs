@@ -99,9 +99,9 @@ pub enum TransportKind {
     Kafka,
 }
 
-/// A command service (order, payment, delivery).
+/// A command service (order, payment, delivery). Its defaults depend on the role (see
+/// [`Config::default`]), and the loader fills every missing key from those.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct ServiceConfig {
     /// Where its HTTP API listens.
     pub listen: String,
@@ -210,12 +210,6 @@ impl Default for TransportConfig {
             group_prefix: String::new(),
             kafka: BTreeMap::new(),
         }
-    }
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        service(8081, "service")
     }
 }
 
