@@ -9,19 +9,19 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tramline_testkit::kafka::{brokers, BrokerProcess};
 
+/// `tramline demo --json --transport kafka --brokers <brokers> <args>`.
+fn kafka_demo(brokers: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let mut all = vec!["--transport", "kafka", "--brokers", brokers];
+    all.extend_from_slice(args);
+    demo(&all)
+}
+
 #[test]
 fn the_view_is_exact_through_kafka_with_duplicates_and_shuffling() {
-    let (ok, r, stderr) = demo(&[
-        "--transport",
-        "kafka",
-        "--brokers",
+    let (ok, r, stderr) = kafka_demo(
         &brokers(),
-        "--orders",
-        "1500",
-        "--duplicates",
-        "0.1",
-        "--shuffle",
-    ]);
+        &["--orders", "1500", "--duplicates", "0.1", "--shuffle"],
+    );
     assert_exact(ok, &r, &stderr, 1500);
     assert_eq!(r["transport"], "kafka");
     assert!(n(&r, "duplicates_injected") > 0);
@@ -34,18 +34,17 @@ fn the_view_is_exact_through_kafka_with_duplicates_and_shuffling() {
 
 #[test]
 fn eventuate_outboxes_on_mariadb_through_kafka() {
-    let (ok, r, stderr) = demo(&[
-        "--transport",
-        "kafka",
-        "--brokers",
+    let (ok, r, stderr) = kafka_demo(
         &brokers(),
-        "--orders",
-        "800",
-        "--outbox-layout",
-        "eventuate",
-        "--database-url",
-        &mariadb(),
-    ]);
+        &[
+            "--orders",
+            "800",
+            "--outbox-layout",
+            "eventuate",
+            "--database-url",
+            &mariadb(),
+        ],
+    );
     assert_exact(ok, &r, &stderr, 800);
 }
 
@@ -110,16 +109,10 @@ fn an_unreachable_broker_is_a_clear_error_within_the_timeout() {
         .expect("a free port")
         .port();
     let started = Instant::now();
-    let (ok, _, stderr) = demo(&[
-        "--transport",
-        "kafka",
-        "--brokers",
+    let (ok, _, stderr) = kafka_demo(
         &format!("127.0.0.1:{port}"),
-        "--kafka-connect-timeout-secs",
-        "2",
-        "--orders",
-        "10",
-    ]);
+        &["--kafka-connect-timeout-secs", "2", "--orders", "10"],
+    );
     assert!(!ok);
     assert!(
         started.elapsed() < Duration::from_secs(30),
