@@ -13,10 +13,15 @@
 //! member), the fetcher stops fetching, waits until the lanes finished every record of those
 //! partitions, and hands their positions back for the transport to commit before the
 //! partitions move: the next owner neither redoes nor skips this member's work.
+//!
+//! Metrics (labelled `group` = [`ConsumerConfig::name`]) are emitted beside the matching
+//! [`ConsumerStats`] counters, once each; the two latency histograms take one observation per
+//! record of a batch: its age when the batch starts, and again when its transaction committed.
 
 use crate::offsets::OffsetTracker;
 use crate::ports::{Applied, Handler, Revocation, Subscription};
 use crate::retry::{RetryCounters, RetryPolicy};
+use crate::telemetry::ConsumerMetrics;
 use crate::{Error, Record};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +45,8 @@ pub enum LaneBy {
 /// Consumer tuning.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// The group's name in metrics (label `group`) and retry counts (`consumer:<name>`).
+    pub name: String,
     /// Lanes applying in parallel (the seed ran three consumers).
     pub workers: usize,
     /// What decides a record's lane.
@@ -66,6 +73,7 @@ pub struct ConsumerConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
+            name: "consumer".to_owned(),
             workers: 3,
             lane_by: LaneBy::Key,
             batch_max: 500,
@@ -126,15 +134,21 @@ pub struct ConsumerRuntime<H> {
     handler: Arc<H>,
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
+    metrics: ConsumerMetrics,
 }
 
 impl<H: Handler> ConsumerRuntime<H> {
-    /// A runtime for `handler`.
+    /// A runtime for `handler`; registers its metrics with the installed recorder.
     pub fn new(handler: Arc<H>, config: ConsumerConfig) -> Self {
+        let stats = ConsumerStats {
+            retries: RetryCounters::for_component(&format!("consumer:{}", config.name)),
+            ..ConsumerStats::default()
+        };
         ConsumerRuntime {
             handler,
+            metrics: ConsumerMetrics::new(&config.name),
             config,
-            stats: Arc::default(),
+            stats: Arc::new(stats),
         }
     }
 
@@ -163,6 +177,7 @@ impl<H: Handler> ConsumerRuntime<H> {
                 handler: Arc::clone(&self.handler),
                 tracker: Arc::clone(&tracker),
                 stats: Arc::clone(&self.stats),
+                metrics: self.metrics.clone(),
                 retry: self.config.retry.clone(),
                 batch_max: self.config.batch_max,
                 failed: failed.clone(),
@@ -247,7 +262,11 @@ impl<H: Handler> ConsumerRuntime<H> {
         }
         let committed = self.commit(&subscription, &tracker).await;
         subscription.close().await;
-        outcome.and(committed)
+        let outcome = outcome.and(committed);
+        if outcome.is_err() {
+            self.metrics.failed.increment(1);
+        }
+        outcome
     }
 
     /// Waits (bounded by `drain_timeout`) until no record of the revoked partitions is in a
@@ -328,6 +347,7 @@ struct Lane<H> {
     handler: Arc<H>,
     tracker: Arc<Mutex<OffsetTracker>>,
     stats: Arc<ConsumerStats>,
+    metrics: ConsumerMetrics,
     retry: RetryPolicy,
     batch_max: usize,
     failed: CancellationToken,
@@ -346,6 +366,7 @@ impl<H: Handler> Lane<H> {
                     Err(_) => break,
                 }
             }
+            ConsumerMetrics::observe_ages(&self.metrics.event_age, &batch);
             if let Err(e) = self.apply(&batch).await {
                 tracing::error!(error = %e, "consumer lane stopped");
                 self.failed.cancel();
@@ -394,6 +415,9 @@ impl<H: Handler> Lane<H> {
             .retry
             .run(&self.stats.retries, || self.handler.apply(batch))
             .await?;
+        ConsumerMetrics::observe_ages(&self.metrics.commit_latency, batch);
+        self.metrics.applied.increment(applied as u64);
+        self.metrics.duplicates.increment(duplicates as u64);
         self.stats
             .applied
             .fetch_add(applied as u64, Ordering::Relaxed);
@@ -417,6 +441,7 @@ impl<H: Handler> Lane<H> {
             .run(&self.stats.retries, || self.handler.park(record, reason))
             .await?;
         self.stats.parked.fetch_add(1, Ordering::Relaxed);
+        self.metrics.parked.increment(1);
         Ok(())
     }
 }

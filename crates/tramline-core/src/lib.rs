@@ -16,6 +16,7 @@ pub mod partitioner;
 pub mod ports;
 pub mod relay;
 pub mod retry;
+pub mod telemetry;
 
 pub use envelope::{Envelope, Record};
 pub use error::{BoxError, Error, RetryCause};

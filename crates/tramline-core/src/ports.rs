@@ -26,6 +26,16 @@ impl OutboxBatch {
     }
 }
 
+/// What an outbox holds unpublished, for the relay's backlog gauges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// Unpublished messages.
+    pub count: u64,
+    /// Creation time (ms since the Unix epoch) of the oldest unpublished message; `None` when
+    /// there is none (or the store does not know it).
+    pub oldest_created_at_ms: Option<i64>,
+}
+
 /// A transactional outbox a relay drains.
 pub trait Outbox: Send + Sync + 'static {
     /// Up to `max` unpublished messages, oldest commit first. Must never skip a message that
@@ -42,6 +52,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// Signalled after a transaction in this process wrote to the outbox, so the relay wakes at
     /// once instead of waiting for its next poll.
     fn wakeup(&self) -> &Notify;
+
+    /// How many messages are unpublished and how old the oldest is, for monitoring; the relay
+    /// asks at most once per `RelayConfig::sample_interval`, so it may cost a count. `None`
+    /// (the default) means the outbox cannot tell, and the relay then emits no backlog gauges.
+    fn pending(&self) -> impl Future<Output = Result<Option<Pending>, Error>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// A message transport: the embedded log or a Kafka cluster.

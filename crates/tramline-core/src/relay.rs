@@ -5,32 +5,45 @@
 //! republishes the batch (duplicates, never gaps). While a backlog exists the relay loops
 //! without sleeping; when idle it waits for the outbox's wakeup or the poll interval, whichever
 //! comes first (the interval covers writers in other processes).
+//!
+//! Metrics (labelled `outbox` = [`RelayConfig::name`]): messages published and messages per
+//! round on every round; the outbox's backlog and oldest message's age only when sampled, at
+//! most once per [`RelayConfig::sample_interval`], since that costs the outbox a count.
 
 use crate::ports::{Outbox, Transport};
 use crate::retry::{RetryCounters, RetryPolicy};
+use crate::telemetry::{age_seconds, RelayMetrics};
 use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Relay tuning.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// The outbox's name in metrics (label `outbox`) and retry counts (`relay:<name>`).
+    pub name: String,
     /// Messages per fetch/publish/mark round.
     pub batch_size: usize,
     /// Longest wait when idle before looking at the outbox again.
     pub idle_poll: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Least time between two samples of the outbox's backlog gauges (each one a count of
+    /// the unpublished rows), checked once per round.
+    pub sample_interval: Duration,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
+            name: "outbox".to_owned(),
             batch_size: 1000,
             idle_poll: Duration::from_millis(250),
             retry: RetryPolicy::default(),
+            sample_interval: Duration::from_secs(5),
         }
     }
 }
@@ -52,16 +65,23 @@ pub struct OutboxRelay<O, T> {
     transport: Arc<T>,
     config: RelayConfig,
     stats: Arc<RelayStats>,
+    metrics: RelayMetrics,
 }
 
 impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
-    /// A relay from `outbox` to `transport`.
+    /// A relay from `outbox` to `transport`; registers its metrics with the installed
+    /// recorder.
     pub fn new(outbox: Arc<O>, transport: Arc<T>, config: RelayConfig) -> Self {
+        let stats = RelayStats {
+            retries: RetryCounters::for_component(&format!("relay:{}", config.name)),
+            ..RelayStats::default()
+        };
         OutboxRelay {
             outbox,
             transport,
+            metrics: RelayMetrics::new(&config.name),
             config,
-            stats: Arc::default(),
+            stats: Arc::new(stats),
         }
     }
 
@@ -73,7 +93,12 @@ impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
     /// Publishes until there is no more work *and* `cancel` fired; a batch in progress is
     /// always finished (published and marked) before returning.
     pub async fn run(&self, cancel: CancellationToken) -> Result<(), Error> {
+        let mut last_sample: Option<Instant> = None;
         loop {
+            if last_sample.is_none_or(|at| at.elapsed() >= self.config.sample_interval) {
+                last_sample = Some(Instant::now());
+                self.sample().await?;
+            }
             let wakeup = self.outbox.wakeup().notified();
             tokio::pin!(wakeup);
             wakeup.as_mut().enable();
@@ -86,6 +111,25 @@ impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
                 _ = tokio::time::sleep(self.config.idle_poll) => {}
             }
         }
+    }
+
+    /// Sets the backlog gauges from the outbox's [`Outbox::pending`] now (an outbox that
+    /// cannot tell leaves them unset); [`run`](Self::run) calls it every `sample_interval`.
+    pub async fn sample(&self) -> Result<(), Error> {
+        let pending = self
+            .config
+            .retry
+            .run(&self.stats.retries, || self.outbox.pending())
+            .await?;
+        if let Some(pending) = pending {
+            let oldest_age = match pending.oldest_created_at_ms {
+                Some(at) if pending.count > 0 => age_seconds(crate::envelope::now_ms(), at),
+                _ => 0.0,
+            };
+            self.metrics.backlog.set(pending.count as f64);
+            self.metrics.oldest_age.set(oldest_age);
+        }
+        Ok(())
     }
 
     /// One round: fetch, publish, mark. Returns how many messages were published.
@@ -109,6 +153,8 @@ impl<O: Outbox, T: Transport> OutboxRelay<O, T> {
         // is how a caller tells "published meanwhile" from "nothing happened".
         let n = batch.messages.len();
         self.stats.published.fetch_add(n as u64, Ordering::SeqCst);
+        self.metrics.published.increment(n as u64);
+        self.metrics.batch_size.record(n as f64);
         self.config
             .retry
             .run(retries, || self.outbox.mark_published(&batch))

@@ -1,10 +1,12 @@
 //! The one retry policy: jittered exponential backoff for transient store errors.
 //!
 //! Only errors that say [`Error::is_transient`] are retried; anything else is returned at once
-//! so the caller can park or stop.
+//! so the caller can park or stop. Every retry is counted in one place, [`RetryCounters::record`],
+//! which also emits it as `tramline_retries_total{component, cause}`.
 
-use crate::{Error, RetryCause};
+use crate::{telemetry, Error, RetryCause};
 use backon::{ExponentialBuilder, Retryable};
+use metrics::Counter;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,17 +64,45 @@ impl RetryPolicy {
 }
 
 /// Retries counted by cause, so a report can tell deadlocks from busy locks from lost
-/// connections.
-#[derive(Debug, Default)]
+/// connections. Counters made [`for_component`](RetryCounters::for_component) also emit each
+/// retry as a metric; [`Default`] ones only count.
+#[derive(Debug)]
 pub struct RetryCounters {
     by_cause: [AtomicU64; RetryCause::ALL.len()],
+    /// `tramline_retries_total{component, cause}`, one handle per cause (no-op by default).
+    emitted: [Counter; RetryCause::ALL.len()],
+}
+
+impl Default for RetryCounters {
+    fn default() -> Self {
+        RetryCounters {
+            by_cause: Default::default(),
+            emitted: RetryCause::ALL.map(|_| Counter::noop()),
+        }
+    }
 }
 
 impl RetryCounters {
+    /// Counters that also emit `tramline_retries_total` with label `component` (e.g.
+    /// `relay:order`, `consumer:order-status-view`).
+    pub fn for_component(component: &str) -> Self {
+        RetryCounters {
+            by_cause: Default::default(),
+            emitted: RetryCause::ALL.map(|cause| {
+                metrics::counter!(
+                    telemetry::RETRIES,
+                    "component" => component.to_owned(),
+                    "cause" => cause.as_str()
+                )
+            }),
+        }
+    }
+
     /// Counts one retry of `err` (under its cause; a non-transient error counts nowhere).
     pub fn record(&self, err: &Error) {
         if let Some(cause) = err.retry_cause() {
             self.by_cause[cause as usize].fetch_add(1, Ordering::Relaxed);
+            self.emitted[cause as usize].increment(1);
         }
     }
 
@@ -131,6 +161,32 @@ mod tests {
         assert_eq!(out, 7);
         assert_eq!(counter.get(RetryCause::Deadlock), 3);
         assert_eq!(counter.total(), 3);
+    }
+
+    #[test]
+    fn a_components_retries_are_emitted_by_cause() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let counters =
+            metrics::with_local_recorder(&recorder, || RetryCounters::for_component("relay:order"));
+        counters.record(&transient());
+        counters.record(&transient());
+        counters.record(&Error::Config("permanent".into()));
+        let deadlocks: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, _, _, value)| {
+                let labels: Vec<_> = key.key().labels().map(|l| (l.key(), l.value())).collect();
+                key.key().name() == telemetry::RETRIES
+                    && labels.contains(&("component", "relay:order"))
+                    && labels.contains(&("cause", "deadlock"))
+                    && *value == DebugValue::Counter(2)
+            })
+            .collect();
+        assert_eq!(deadlocks.len(), 1);
+        assert_eq!(counters.get(RetryCause::Deadlock), 2);
     }
 
     #[test]
