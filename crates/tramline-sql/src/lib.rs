@@ -1,5 +1,6 @@
 //! SQL adapters of tramline: the outbox, the inbox (dedupe and parked messages), consumer
-//! offsets and the DB-backed log, on SQLite, MariaDB and PostgreSQL.
+//! offsets, the DB-backed log and the idempotency records of command APIs, on SQLite, MariaDB
+//! and PostgreSQL.
 //!
 //! Every store is written once against [`Db`] and [`Stmt`]; what differs between the dialects
 //! (placeholders, upserts, locking, connecting, error codes) lives in [`dialect`] alone. The
@@ -9,6 +10,7 @@
 pub mod db;
 pub mod dialect;
 pub mod error;
+mod idempotency;
 mod inbox;
 mod log;
 pub mod migrate;
@@ -18,6 +20,7 @@ pub mod provision;
 pub use db::{insert_rows, Db, DbOptions, Stmt, Tx};
 pub use dialect::{Assign, Dialect, LockMode};
 pub use error::SqlError;
+pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use inbox::Inbox;
 pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};

@@ -16,6 +16,8 @@ pub enum Schema {
     Log,
     /// The outbox in Eventuate Tram's `message` table layout.
     EventuateOutbox,
+    /// Idempotency records of a command API (see [`crate::IdempotencyStore`]).
+    Idempotency,
 }
 
 impl Schema {
@@ -39,6 +41,15 @@ impl Schema {
             }
             (Dialect::Postgres, Schema::EventuateOutbox) => {
                 sqlx::migrate!("./migrations/postgres/eventuate")
+            }
+            (Dialect::Sqlite, Schema::Idempotency) => {
+                sqlx::migrate!("./migrations/sqlite/idempotency")
+            }
+            (Dialect::MySql, Schema::Idempotency) => {
+                sqlx::migrate!("./migrations/mysql/idempotency")
+            }
+            (Dialect::Postgres, Schema::Idempotency) => {
+                sqlx::migrate!("./migrations/postgres/idempotency")
             }
         }
     }
