@@ -131,6 +131,8 @@ pub struct ViewConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RelayConfig {
+    /// Where the relay process serves `/health`, `/ready` and `/metrics`.
+    pub listen: String,
     /// Messages per publish round.
     pub batch_size: usize,
     /// Longest wait, when idle, before looking at an outbox again (ms).
@@ -228,6 +230,7 @@ impl Default for ViewConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
+            listen: "127.0.0.1:8085".into(),
             batch_size: 1000,
             idle_poll_ms: 250,
         }
@@ -356,6 +359,7 @@ impl Config {
             ("payment.listen", &self.payment.listen),
             ("delivery.listen", &self.delivery.listen),
             ("view.listen", &self.view.listen),
+            ("relay.listen", &self.relay.listen),
         ];
         for (path, listen) in listeners {
             if let Err(e) = listen.parse::<SocketAddr>() {
@@ -382,6 +386,12 @@ impl Config {
         }
         if self.view.consumers == 0 {
             problem("view.consumers", "must be at least 1".into());
+        }
+        if self.shutdown.deadline_secs == 0 {
+            problem("shutdown.deadline_secs", "must be at least 1".into());
+        }
+        if self.http.request_timeout_secs == 0 {
+            problem("http.request_timeout_secs", "must be at least 1".into());
         }
         if self.relay.batch_size == 0 {
             problem("relay.batch_size", "must be at least 1".into());

@@ -2,7 +2,10 @@
 
 mod config;
 mod demo;
+mod load;
 mod migrate;
+mod serve;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +24,12 @@ enum Command {
     /// the Order Status View in one process, drive orders through their lifecycle and verify
     /// the view.
     Demo(Box<demo::DemoArgs>),
+    /// Run one role of the order system (or `all`) as a long-running service with its HTTP
+    /// API, until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Place orders through a running order service's HTTP API from concurrent clients and
+    /// measure orders/s and the time until each shows in the Order Status View.
+    Load(load::LoadArgs),
     /// Check a configuration file of `tramline serve`.
     Config(config::ConfigArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
@@ -30,15 +39,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRAMLINE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let cli = Cli::parse();
+    // `serve` installs the logger its configuration asks for.
+    if !matches!(cli.command, Command::Serve(_)) {
+        telemetry::init_command_logs();
+    }
     let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Load(args) => load::run(args).await,
         Command::Demo(args) => demo::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Config(args) => config::run(args),

@@ -91,3 +91,58 @@ fn a_missing_file_is_named() {
         "{stderr}"
     );
 }
+
+/// The `TRAMLINE_…` variables docker-compose.yml gives its tramline containers, with the
+/// `${VAR:-default}` substitutions compose would make when nothing is set.
+fn compose_environment(compose: &str) -> Vec<(String, String)> {
+    compose
+        .lines()
+        .filter_map(|line| line.trim().split_once(": "))
+        .filter(|(key, _)| key.starts_with("TRAMLINE_") && key.contains("__"))
+        .map(|(key, value)| {
+            let mut value = value.trim().to_owned();
+            while let Some(start) = value.find("${") {
+                let end = value[start..]
+                    .find('}')
+                    .map(|e| start + e)
+                    .expect("a closed ${…}");
+                let default = value[start + 2..end]
+                    .split_once(":-")
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default();
+                value.replace_range(start..=end, &default);
+            }
+            (key.to_owned(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_container_configuration_is_valid_with_the_compose_environment() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let compose =
+        std::fs::read_to_string(root.join("docker-compose.yml")).expect("the compose file");
+    let env = compose_environment(&compose);
+    assert!(
+        env.iter().any(|(k, _)| k == "TRAMLINE_VIEW__DATABASE_URL"),
+        "no TRAMLINE_ variables found in docker-compose.yml: {env:?}"
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (ok, stdout, stderr) = check(&root.join("deploy/tramline.toml"), &["--print"], &env);
+    assert!(ok, "{stdout}{stderr}");
+    // The passwords compose passes in are hidden when the configuration is printed.
+    assert!(!stdout.contains("change-me"), "{stdout}");
+    assert!(stdout.contains("mariadb:3306/order_status"), "{stdout}");
+    // Every role the compose file runs is one `tramline serve` knows, with the mounted file.
+    for role in ["order", "payment", "delivery", "relay", "view"] {
+        let command = format!(
+            "command: [\"serve\", \"{role}\", \"--config\", \"/etc/tramline/tramline.toml\"]"
+        );
+        assert!(
+            compose.contains(&command),
+            "{role} missing from docker-compose.yml"
+        );
+    }
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("the Dockerfile");
+    assert!(dockerfile.contains("COPY deploy/tramline.toml /etc/tramline/tramline.toml"));
+}

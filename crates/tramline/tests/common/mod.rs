@@ -1,6 +1,8 @@
 //! Running the real `tramline demo` binary and reading its JSON report.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use serde_json::Value;
 use std::process::Command;
 

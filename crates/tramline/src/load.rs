@@ -1,0 +1,276 @@
+//! `tramline load`: places orders through a running order service's `POST /orders` from many
+//! concurrent clients and measures what a user sees: accepted orders per second, and how long
+//! after its 201 an order shows in the Order Status View (`GET /order-status/{id}`).
+//!
+//! Latency is sampled: every `--sample`-th order is watched by polling the view every
+//! `--poll-ms`, so the watchers add little load and the figure's resolution is the poll
+//! interval.
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+/// Options of `tramline load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The order service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    order_url: String,
+    /// The Order Status View's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8084")]
+    view_url: String,
+    /// Orders to place.
+    #[arg(long, default_value_t = 5000)]
+    orders: u64,
+    /// Concurrent clients, each placing one order at a time.
+    #[arg(long, default_value_t = 32)]
+    clients: u64,
+    /// Watch every N-th order until it shows in the view (0: none).
+    #[arg(long, default_value_t = 10)]
+    sample: u64,
+    /// How often a watcher asks the view (ms): the latency's resolution.
+    #[arg(long, default_value_t = 10)]
+    poll_ms: u64,
+    /// Give up watching an order after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    watch_timeout_secs: u64,
+    /// The bearer token, if the service requires one.
+    #[arg(long)]
+    token: Option<String>,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Serialize)]
+struct Report {
+    orders: u64,
+    clients: u64,
+    accepted: u64,
+    failed: u64,
+    elapsed_ms: u64,
+    orders_per_sec: f64,
+    /// Milliseconds from the POST to its 201.
+    create_p50_ms: f64,
+    create_p99_ms: f64,
+    /// Orders watched until they showed in the view.
+    watched: usize,
+    /// Milliseconds from the 201 to the view row, at the poll interval's resolution.
+    view_p50_ms: f64,
+    view_p99_ms: f64,
+    view_max_ms: f64,
+    /// Watched orders that never showed within the watch timeout.
+    never_seen: u64,
+}
+
+/// The `q` quantile (0..=1) of sorted `values`, nearest rank.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the load; fails when any order was refused or never showed in the view.
+pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if args.clients == 0 || args.orders == 0 {
+        bail!("--clients and --orders must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients as usize * 2)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("while building the HTTP client")?;
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let never_seen = Arc::new(AtomicU64::new(0));
+    let create_ms = Arc::new(Mutex::new(Vec::with_capacity(args.orders as usize)));
+    let view_ms = Arc::new(Mutex::new(Vec::new()));
+    let mut watchers = JoinSet::new();
+    let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+
+    // Watchers: one task per sampled order, polling the view until the row is there.
+    let watching = {
+        let client = client.clone();
+        let view_url = args.view_url.trim_end_matches('/').to_owned();
+        let view_ms = Arc::clone(&view_ms);
+        let never_seen = Arc::clone(&never_seen);
+        let poll = Duration::from_millis(args.poll_ms.max(1));
+        let timeout = Duration::from_secs(args.watch_timeout_secs);
+        tokio::spawn(async move {
+            while let Some((id, accepted)) = watch_rx.recv().await {
+                let client = client.clone();
+                let url = format!("{view_url}/order-status/{id}");
+                let view_ms = Arc::clone(&view_ms);
+                let never_seen = Arc::clone(&never_seen);
+                watchers.spawn(async move {
+                    loop {
+                        let seen = client
+                            .get(&url)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        if seen {
+                            view_ms.lock().await.push(ms(accepted.elapsed()));
+                            return;
+                        }
+                        if accepted.elapsed() > timeout {
+                            never_seen.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        tokio::time::sleep(poll).await;
+                    }
+                });
+            }
+            while watchers.join_next().await.is_some() {}
+        })
+    };
+
+    let started = Instant::now();
+    let mut clients = JoinSet::new();
+    for _ in 0..args.clients {
+        let client = client.clone();
+        let url = format!("{}/orders", args.order_url.trim_end_matches('/'));
+        let token = args.token.clone();
+        let next = Arc::clone(&next);
+        let failed = Arc::clone(&failed);
+        let create_ms = Arc::clone(&create_ms);
+        let watch_tx = watch_tx.clone();
+        let (orders, sample) = (args.orders, args.sample);
+        clients.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= orders {
+                    break;
+                }
+                let quantity = i % 5 + 1;
+                let body = serde_json::json!({
+                    "customerId": format!("customer-{}", i % 1000),
+                    "productId": format!("product-{}", i % 50),
+                    "quantity": quantity,
+                    "amountCents": quantity * 1999,
+                    "shippingAddress": format!("{} Tram Street", i + 1),
+                });
+                let mut request = client.post(&url).json(&body);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let sent = Instant::now();
+                let response = request.send().await;
+                let took = sent.elapsed();
+                let id = match response {
+                    Ok(r) if r.status() == reqwest::StatusCode::CREATED => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v.get("orderId")?.as_str().map(str::to_owned)),
+                    Ok(r) => {
+                        tracing::warn!(status = %r.status(), "an order was refused");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an order request failed");
+                        None
+                    }
+                };
+                match id {
+                    Some(id) => {
+                        mine.push(ms(took));
+                        if sample > 0 && i % sample == 0 {
+                            let _ = watch_tx.send((id, Instant::now()));
+                        }
+                    }
+                    None => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            create_ms.lock().await.extend(mine);
+        });
+    }
+    drop(watch_tx);
+    while let Some(joined) = clients.join_next().await {
+        joined.context("an order client panicked")?;
+    }
+    let elapsed = started.elapsed();
+    watching.await.context("the view watchers panicked")?;
+
+    let mut create = std::mem::take(&mut *create_ms.lock().await);
+    let mut view = std::mem::take(&mut *view_ms.lock().await);
+    create.sort_by(f64::total_cmp);
+    view.sort_by(f64::total_cmp);
+    let accepted = create.len() as u64;
+    let report = Report {
+        orders: args.orders,
+        clients: args.clients,
+        accepted,
+        failed: failed.load(Ordering::Relaxed),
+        elapsed_ms: elapsed.as_millis() as u64,
+        orders_per_sec: accepted as f64 / elapsed.as_secs_f64().max(1e-9),
+        create_p50_ms: quantile(&create, 0.5),
+        create_p99_ms: quantile(&create, 0.99),
+        watched: view.len(),
+        view_p50_ms: quantile(&view, 0.5),
+        view_p99_ms: quantile(&view, 0.99),
+        view_max_ms: view.last().copied().unwrap_or(0.0),
+        never_seen: never_seen.load(Ordering::Relaxed),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("while encoding the report")?
+        );
+    } else {
+        println!(
+            "{} of {} orders accepted by {} clients in {:.1} s: {:.0} orders/s (201 in p50 {:.1} ms, p99 {:.1} ms)",
+            report.accepted,
+            report.orders,
+            report.clients,
+            elapsed.as_secs_f64(),
+            report.orders_per_sec,
+            report.create_p50_ms,
+            report.create_p99_ms
+        );
+        println!(
+            "  201 → view row, {} orders watched every {} ms: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} never seen",
+            report.watched,
+            args.poll_ms,
+            report.view_p50_ms,
+            report.view_p99_ms,
+            report.view_max_ms,
+            report.never_seen
+        );
+    }
+    Ok(if report.failed == 0 && report.never_seen == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&values, 0.5), 50.0);
+        assert_eq!(quantile(&values, 0.99), 99.0);
+        assert_eq!(quantile(&values, 1.0), 100.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[7.0], 0.99), 7.0);
+    }
+}

@@ -1,0 +1,506 @@
+//! `tramline serve <role>`: the order system as long-running services. Each role runs in its
+//! own process on its own database and talks to the others only through the transport (Kafka
+//! or the DB-backed log); `all` runs every role in one process.
+//!
+//! Stopping is ordered so that nothing is lost: on the first SIGTERM or Ctrl-C the listeners
+//! stop accepting and finish the requests they have, then relays and consumers stop
+//! (consumers drain their lanes and commit their offsets), all within
+//! `shutdown.deadline_secs`. A second signal exits at once, which loses nothing either: a
+//! command's effect and its outbox message commit together, and an offset is committed only
+//! after the effects of its records, so whatever was cut short is simply redone.
+
+use crate::config::{Config, ServiceConfig, TransportKind};
+use crate::telemetry;
+use anyhow::{bail, Context};
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
+use tramline_core::ports::{Handler, Transport};
+use tramline_core::relay::{OutboxRelay, RelayConfig};
+use tramline_kafka::{KafkaConfig, KafkaTransport};
+use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+use tramline_orders::http::problem::Problem;
+use tramline_orders::http::{self, ApiOptions};
+use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
+use tramline_orders::services::order::{self, OrderReaction, OrderService};
+use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
+use tramline_orders::services::{Migrations, ServiceDb, Subscriber};
+use tramline_orders::view::projection::OrderStatusProjection;
+use tramline_orders::view::{self, OrderStatusQuery};
+use tramline_sql::{DbOptions, Dialect, SqlLog};
+
+/// Options of `tramline serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The part of the system this process runs.
+    #[arg(value_enum)]
+    role: Role,
+    /// The configuration file (without it: the defaults; `TRAMLINE_<SECTION>__<KEY>`
+    /// variables apply either way).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// A part of the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The order service: its API, and its consumer of payment and delivery events.
+    Order,
+    /// The payment service: its API, and its consumer of order events.
+    Payment,
+    /// The delivery service: its API, and its consumer of payment events.
+    Delivery,
+    /// The relays publishing the three services' outboxes.
+    Relay,
+    /// The Order Status View: its consumer of all three topics and its query API.
+    View,
+    /// Every role in one process.
+    All,
+}
+
+impl Role {
+    fn runs(self, role: Role) -> bool {
+        self == Role::All || self == role
+    }
+}
+
+/// Runs `tramline serve` until a stop signal; the exit code says whether it stopped cleanly.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref(), std::env::vars()).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the configuration is not valid:\n  {}", lines.join("\n  "))
+    })?;
+    telemetry::init_service_logs(&config.log)?;
+    let metrics = telemetry::install_metrics()?;
+    let options = |pool_size| DbOptions {
+        max_connections: pool_size,
+        ..DbOptions::default()
+    };
+    match config.transport.kind {
+        TransportKind::Log => {
+            let url = &config.transport.log_url;
+            prepare_sqlite(url)?;
+            let log = SqlLog::open(url, &options(None)).await.with_context(|| {
+                format!(
+                    "while opening the log at {} (transport.log_url)",
+                    tramline_sql::db::redact(url)
+                )
+            })?;
+            let db = log.db().clone();
+            let outcome = serve(args.role, &config, Arc::new(log), metrics).await;
+            db.close().await;
+            outcome
+        }
+        TransportKind::Kafka => {
+            let kafka = KafkaTransport::connect(kafka_config(&config))
+                .await
+                .context("while connecting to Kafka (transport.brokers)")?;
+            serve(args.role, &config, Arc::new(kafka), metrics).await
+        }
+    }
+}
+
+fn kafka_config(config: &Config) -> KafkaConfig {
+    let t = &config.transport;
+    let mut kafka = KafkaConfig::new(&t.brokers);
+    kafka.topic_prefix = t.topic_prefix.clone();
+    kafka.group_prefix = t.group_prefix.clone();
+    kafka
+        .properties
+        .extend(t.kafka.iter().map(|(k, v)| (k.clone(), v.clone())));
+    kafka
+}
+
+/// Creates the directory of a `sqlite://` database, so the defaults work from an empty
+/// directory.
+fn prepare_sqlite(url: &str) -> anyhow::Result<()> {
+    if Dialect::from_url(url)? != Dialect::Sqlite {
+        return Ok(());
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("while creating the directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+type Tasks = JoinSet<(String, anyhow::Result<()>)>;
+
+/// What one process runs, built role by role.
+struct Process<T> {
+    config: Config,
+    transport: Arc<T>,
+    api: ApiOptions,
+    metrics: PrometheusHandle,
+    /// Cancels relays and consumers (after the listeners stopped).
+    work: CancellationToken,
+    /// Relays and consumers.
+    tasks: Tasks,
+    /// Listeners not yet bound: name, configured address, routes.
+    listeners: Vec<(&'static str, String, Router)>,
+    /// Every database opened, by role, so `all` opens each once; closed at the end.
+    opened: Vec<(&'static str, ServiceDb)>,
+}
+
+impl<T: Transport> Process<T> {
+    async fn open(
+        &mut self,
+        role: &'static str,
+        service: &ServiceConfig,
+        migrations: Migrations,
+    ) -> anyhow::Result<ServiceDb> {
+        if let Some((_, db)) = self.opened.iter().find(|(r, _)| *r == role) {
+            return Ok(db.clone());
+        }
+        prepare_sqlite(&service.database_url)?;
+        let options = DbOptions {
+            max_connections: service.pool_size,
+            ..DbOptions::default()
+        };
+        let db = ServiceDb::open(&service.database_url, &options, migrations)
+            .await
+            .with_context(|| {
+                format!(
+                    "while opening the {role} database at {} ({role}.database_url)",
+                    tramline_sql::db::redact(&service.database_url)
+                )
+            })?;
+        self.opened.push((role, db.clone()));
+        Ok(db)
+    }
+
+    /// Subscribes `handler` as `group` to `topics` and runs it until the work stops.
+    async fn consume<H: Handler>(
+        &mut self,
+        group: &str,
+        topics: &[&str],
+        handler: H,
+        workers: usize,
+    ) -> anyhow::Result<()> {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let subscription = self
+            .transport
+            .subscribe(group, &topics)
+            .await
+            .with_context(|| format!("while subscribing {group} to {}", topics.join(", ")))?;
+        let runtime = ConsumerRuntime::new(
+            Arc::new(handler),
+            ConsumerConfig {
+                workers,
+                ..ConsumerConfig::default()
+            },
+        );
+        let cancel = self.work.clone();
+        let name = format!("{group} consumer");
+        self.tasks.spawn(async move {
+            let outcome = runtime.run(subscription, cancel).await;
+            (name, outcome.map_err(anyhow::Error::from))
+        });
+        Ok(())
+    }
+
+    /// A service's routes on its listener, with `/metrics`, request metrics and the request
+    /// time limit.
+    fn listen(&mut self, name: &'static str, address: &str, routes: Router) {
+        let limit = Duration::from_secs(self.config.http.request_timeout_secs);
+        let routes = routes
+            .merge(telemetry::metrics_route(self.metrics.clone()))
+            .layer(axum::middleware::from_fn(move |r, n| {
+                time_limit(limit, r, n)
+            }))
+            .layer(axum::middleware::from_fn(move |r, n| {
+                telemetry::http_metrics(name, r, n)
+            }));
+        self.listeners.push((name, address.to_owned(), routes));
+    }
+
+    /// Opens the databases of `role`, starts its consumers and relays and prepares its
+    /// listeners.
+    async fn build(&mut self, role: Role) -> anyhow::Result<()> {
+        let config = self.config.clone();
+        let services = ConsumerConfig::default().workers;
+        if role.runs(Role::Order) {
+            let db = self.open("order", &config.order, order::migrations).await?;
+            let topics = [PAYMENT_EVENTS, DELIVERY_EVENTS];
+            let handler = Subscriber::new(db.clone(), "order-service", OrderReaction);
+            self.consume("order-service", &topics, handler, services)
+                .await?;
+            let routes = http::order::router(OrderService::new(db), &self.api);
+            self.listen("order", &config.order.listen, routes);
+        }
+        if role.runs(Role::Payment) {
+            let db = self
+                .open("payment", &config.payment, payment::migrations)
+                .await?;
+            let handler = Subscriber::new(db.clone(), "payment-service", PaymentReaction);
+            self.consume("payment-service", &[ORDER_EVENTS], handler, services)
+                .await?;
+            let routes = http::payment::router(PaymentService::new(db), &self.api);
+            self.listen("payment", &config.payment.listen, routes);
+        }
+        if role.runs(Role::Delivery) {
+            let db = self
+                .open("delivery", &config.delivery, delivery::migrations)
+                .await?;
+            let handler = Subscriber::new(db.clone(), "delivery-service", DeliveryReaction);
+            self.consume("delivery-service", &[PAYMENT_EVENTS], handler, services)
+                .await?;
+            let routes = http::delivery::router(DeliveryService::new(db), &self.api);
+            self.listen("delivery", &config.delivery.listen, routes);
+        }
+        if role.runs(Role::View) {
+            let view = ServiceConfig {
+                listen: config.view.listen.clone(),
+                database_url: config.view.database_url.clone(),
+                pool_size: config.view.pool_size,
+            };
+            let db = self.open("view", &view, view::migrations).await?;
+            let group = config.view.group.clone();
+            let handler = Subscriber::new(db.clone(), &group, OrderStatusProjection::default());
+            self.consume(&group, &ALL_TOPICS, handler, config.view.consumers)
+                .await?;
+            let routes = http::view::router(OrderStatusQuery::new(db), &self.api);
+            self.listen("view", &config.view.listen, routes);
+        }
+        if role.runs(Role::Relay) {
+            let outboxes = [
+                ("order", &config.order, order::migrations as Migrations),
+                ("payment", &config.payment, payment::migrations),
+                ("delivery", &config.delivery, delivery::migrations),
+            ];
+            let mut probes = Router::new();
+            for (name, service, migrations) in outboxes {
+                let db = self.open(name, service, migrations).await?;
+                let relay = OutboxRelay::new(
+                    Arc::clone(&db.outbox),
+                    Arc::clone(&self.transport),
+                    RelayConfig {
+                        batch_size: config.relay.batch_size,
+                        idle_poll: Duration::from_millis(config.relay.idle_poll_ms),
+                        ..RelayConfig::default()
+                    },
+                );
+                let cancel = self.work.clone();
+                self.tasks.spawn(async move {
+                    let outcome = relay.run(cancel).await;
+                    (
+                        format!("{name} relay"),
+                        outcome.map_err(anyhow::Error::from),
+                    )
+                });
+                if name == "order" {
+                    probes = http::operations(db);
+                }
+            }
+            self.listen(
+                "relay",
+                &config.relay.listen,
+                probes.fallback(http::not_found),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Answers 503 (a problem) when a request takes longer than `limit`.
+async fn time_limit(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The stop signals: SIGTERM and SIGINT (Ctrl-C).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())
+                .context("while installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("while installing the SIGINT handler")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Builds `role` on `transport`, serves until a signal or a failure, and stops in order.
+async fn serve<T: Transport>(
+    role: Role,
+    config: &Config,
+    transport: Arc<T>,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::install()?;
+    for topic in ALL_TOPICS {
+        transport
+            .create_topic(topic, config.transport.partitions)
+            .await
+            .with_context(|| format!("while creating topic {topic}"))?;
+    }
+    let mut process = Process {
+        config: config.clone(),
+        transport,
+        api: ApiOptions {
+            bearer_token: config.http.bearer_token.clone(),
+        },
+        metrics,
+        work: CancellationToken::new(),
+        tasks: Tasks::new(),
+        listeners: Vec::new(),
+        opened: Vec::new(),
+    };
+    let built = process.build(role).await;
+    let stop_http = CancellationToken::new();
+    let mut servers = JoinSet::new();
+    let bound = match built {
+        Ok(()) => bind(&mut process, &mut servers, &stop_http).await,
+        Err(e) => Err(e),
+    };
+    let failure = match bound {
+        Err(e) => Some(e),
+        Ok(()) => {
+            tracing::info!(role = ?role, "serving");
+            tokio::select! {
+                name = signals.next() => {
+                    tracing::info!(signal = name, deadline_secs = config.shutdown.deadline_secs, "stopping");
+                    None
+                }
+                Some(joined) = process.tasks.join_next() => Some(ended(joined)),
+                Some(joined) = servers.join_next() => Some(match joined {
+                    Ok(Ok(())) => anyhow::anyhow!("a listener stopped unexpectedly"),
+                    Ok(Err(e)) => anyhow::Error::from(e).context("while serving HTTP"),
+                    Err(e) => anyhow::Error::from(e).context("a listener panicked"),
+                }),
+            }
+        }
+    };
+    let deadline = Duration::from_secs(config.shutdown.deadline_secs);
+    let stopping = stop(&mut process, &mut servers, &stop_http);
+    let stopped = tokio::select! {
+        r = tokio::time::timeout(deadline, stopping) => r,
+        name = signals.next() => {
+            tracing::warn!(signal = name, "second signal: exiting at once");
+            std::process::exit(130);
+        }
+    };
+    for (_, db) in &process.opened {
+        db.db.close().await;
+    }
+    let errors = match stopped {
+        Ok(errors) => errors,
+        Err(_) => bail!(
+            "did not stop within {} s (shutdown.deadline_secs); whatever was cut short is redone on the next start",
+            config.shutdown.deadline_secs
+        ),
+    };
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds every listener and starts serving it until `stop` fires.
+async fn bind<T>(
+    process: &mut Process<T>,
+    servers: &mut JoinSet<std::io::Result<()>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    for (name, address, routes) in std::mem::take(&mut process.listeners) {
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("while listening on {address} ({name}.listen)"))?;
+        tracing::info!(service = name, address = %address, "listening");
+        let stop = stop.clone();
+        servers.spawn(async move {
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    Ok(())
+}
+
+/// Stops in order: listeners (finishing their requests), then relays and consumers. Returns
+/// what failed on the way.
+async fn stop<T>(
+    process: &mut Process<T>,
+    servers: &mut JoinSet<std::io::Result<()>>,
+    stop_http: &CancellationToken,
+) -> Vec<anyhow::Error> {
+    let mut errors = Vec::new();
+    stop_http.cancel();
+    while let Some(joined) = servers.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(anyhow::Error::from(e).context("while serving HTTP")),
+            Err(e) => errors.push(anyhow::Error::from(e).context("a listener panicked")),
+        }
+    }
+    process.work.cancel();
+    while let Some(joined) = process.tasks.join_next().await {
+        let (name, outcome) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(anyhow::Error::from(e).context("a relay or consumer panicked"));
+                continue;
+            }
+        };
+        match outcome {
+            Ok(()) => tracing::info!(task = %name, "stopped"),
+            Err(e) => errors.push(e.context(format!("while stopping the {name}"))),
+        }
+    }
+    errors
+}
+
+/// The error of a relay or consumer that ended while the process was serving.
+fn ended(joined: Result<(String, anyhow::Result<()>), tokio::task::JoinError>) -> anyhow::Error {
+    match joined {
+        Ok((name, Ok(()))) => anyhow::anyhow!("the {name} stopped unexpectedly"),
+        Ok((name, Err(e))) => e.context(format!("while running the {name}")),
+        Err(e) => anyhow::Error::from(e).context("a relay or consumer panicked"),
+    }
+}

@@ -1,0 +1,525 @@
+//! `tramline serve` as separate processes: the order, payment and delivery services, the relay
+//! and two Order Status View processes of one group on MariaDB and the Kafka broker, driven
+//! only through their HTTP APIs; and stopping under load, which must lose nothing.
+
+mod common;
+
+use common::serve::{client, free_address, get, order_body, post, wait_ready, Served};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tramline_testkit::{Backend, TestDbs};
+
+/// What a driven order is meant to end as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Cancel,
+    Reject,
+    Complete,
+}
+
+fn fate(i: u64) -> Fate {
+    match i % 4 {
+        0 => Fate::Cancel,
+        1 => Fate::Reject,
+        _ => Fate::Complete,
+    }
+}
+
+/// Polls `GET <view>/order-status/{id}` until `field` is set; its value.
+async fn wait_for_field(client: &reqwest::Client, view: &str, id: &str, field: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, row) = get(client, &format!("{view}/order-status/{id}")).await;
+        assert!(
+            status == 200 || status == 404,
+            "view answered {status}: {row}"
+        );
+        if let Some(value) = row[field].as_str() {
+            return value.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id}: {field} never showed in the view (last row {row})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Places order `i` and drives it to its fate through the APIs, reading the view (of either
+/// view process) for the ids the services assigned; the order id.
+async fn drive(client: reqwest::Client, urls: Arc<Urls>, i: u64) -> (String, Fate) {
+    let (status, order) = post(
+        &client,
+        &format!("{}/orders", urls.order),
+        Some(&order_body(i)),
+    )
+    .await;
+    assert_eq!(status, 201, "POST /orders: {order}");
+    let id = order["orderId"].as_str().expect("an order id").to_owned();
+    let view = &urls.views[(i % 2) as usize];
+    let fate = fate(i);
+    match fate {
+        Fate::Cancel => {
+            let (status, body) =
+                post(&client, &format!("{}/orders/{id}/cancel", urls.order), None).await;
+            assert_eq!(status, 200, "cancel: {body}");
+        }
+        Fate::Reject | Fate::Complete => {
+            let payment = wait_for_field(&client, view, &id, "paymentId").await;
+            let verb = if fate == Fate::Reject {
+                "reject"
+            } else {
+                "approve"
+            };
+            let url = format!("{}/payments/{payment}/{verb}", urls.payment);
+            let (status, body) = post(&client, &url, None).await;
+            assert_eq!(status, 200, "{verb}: {body}");
+        }
+    }
+    if fate == Fate::Complete {
+        let view = &urls.views[((i + 1) % 2) as usize];
+        let delivery = wait_for_field(&client, view, &id, "deliveryId").await;
+        for step in ["start", "complete"] {
+            let url = format!("{}/deliveries/{delivery}/{step}", urls.delivery);
+            let (status, body) = post(&client, &url, None).await;
+            assert_eq!(status, 200, "{step}: {body}");
+        }
+    }
+    (id, fate)
+}
+
+struct Urls {
+    order: String,
+    payment: String,
+    delivery: String,
+    views: [String; 2],
+}
+
+/// The view row the services' own state implies for order `id`, read through their APIs.
+async fn expected_row(client: &reqwest::Client, urls: &Urls, id: &str, row: &Value) -> Value {
+    let (_, order) = get(client, &format!("{}/orders/{id}", urls.order)).await;
+    let mut expected = serde_json::json!({
+        "orderId": id,
+        "orderStatus": order["status"],
+        "customerId": order["customerId"],
+        "productId": order["productId"],
+        "quantity": order["quantity"],
+        "amountCents": order["amountCents"],
+        "shippingAddress": order["shippingAddress"],
+        "orderVersion": order["version"],
+    });
+    if let Some(payment_id) = row["paymentId"].as_str() {
+        let (_, payment) = get(client, &format!("{}/payments/{payment_id}", urls.payment)).await;
+        expected["paymentId"] = payment["paymentId"].clone();
+        expected["paymentStatus"] = payment["status"].clone();
+        expected["paymentVersion"] = payment["version"].clone();
+    }
+    if let Some(delivery_id) = row["deliveryId"].as_str() {
+        let (_, delivery) = get(
+            client,
+            &format!("{}/deliveries/{delivery_id}", urls.delivery),
+        )
+        .await;
+        expected["deliveryId"] = delivery["deliveryId"].clone();
+        expected["deliveryStatus"] = delivery["status"].clone();
+        expected["deliveryVersion"] = delivery["version"].clone();
+    }
+    expected
+}
+
+/// The set fields of a view row (absent and null are the same).
+fn set_fields(row: &Value) -> BTreeMap<String, Value> {
+    row.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn final_statuses(fate: Fate) -> (&'static str, &'static str, Option<&'static str>) {
+    match fate {
+        Fate::Cancel => ("CANCELLED", "CANCELLED", None),
+        Fate::Reject => ("REJECTED", "REJECTED", None),
+        Fate::Complete => ("COMPLETED", "APPROVED", Some("COMPLETED")),
+    }
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("tramline.toml");
+    std::fs::write(&path, text).expect("the config file is written");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
+    let dbs = TestDbs::new(Backend::MariaDb, "serve_e2e");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let prefix = tramline_testkit::kafka::unique_prefix("serve");
+    let listen: Vec<String> = (0..6).map(|_| free_address()).collect();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[transport]
+kind = "kafka"
+brokers = "{brokers}"
+partitions = 4
+topic_prefix = "{prefix}"
+group_prefix = "{prefix}"
+
+[order]
+listen = "{l0}"
+database_url = "{order}"
+
+[payment]
+listen = "{l1}"
+database_url = "{payment}"
+
+[delivery]
+listen = "{l2}"
+database_url = "{delivery}"
+
+[view]
+listen = "{l3}"
+database_url = "{view}"
+consumers = 3
+
+[relay]
+listen = "{l5}"
+idle_poll_ms = 20
+
+[log]
+level = "info"
+"#,
+            brokers = tramline_testkit::kafka::brokers(),
+            l0 = listen[0],
+            l1 = listen[1],
+            l2 = listen[2],
+            l3 = listen[3],
+            l5 = listen[5],
+            order = dbs.url("order").await,
+            payment = dbs.url("payment").await,
+            delivery = dbs.url("delivery").await,
+            view = dbs.url("view").await,
+        ),
+    );
+    let second_view = [("TRAMLINE_VIEW__LISTEN", listen[4].clone())];
+    let mut processes = vec![
+        Served::start("order", "order", &config, &[], dir.path()),
+        Served::start("payment", "payment", &config, &[], dir.path()),
+        Served::start("delivery", "delivery", &config, &[], dir.path()),
+        Served::start("relay", "relay", &config, &[], dir.path()),
+        Served::start("view", "view-1", &config, &[], dir.path()),
+        Served::start("view", "view-2", &config, &second_view, dir.path()),
+    ];
+    let http = client();
+    let bases: Vec<String> = [0, 1, 2, 5, 3, 4]
+        .iter()
+        .map(|&i| format!("http://{}", listen[i]))
+        .collect();
+    for (process, base) in processes.iter_mut().zip(&bases) {
+        wait_ready(&http, base, process).await;
+    }
+    let urls = Arc::new(Urls {
+        order: bases[0].clone(),
+        payment: bases[1].clone(),
+        delivery: bases[2].clone(),
+        views: [bases[4].clone(), bases[5].clone()],
+    });
+
+    // 120 orders from 16 concurrent clients, each reading the view as it goes.
+    let orders = 120u64;
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..16u64 {
+        let (http, urls) = (http.clone(), Arc::clone(&urls));
+        clients.spawn(async move {
+            let mut driven = Vec::new();
+            for i in (c..orders).step_by(16) {
+                driven.push(drive(http.clone(), Arc::clone(&urls), i).await);
+            }
+            driven
+        });
+    }
+    let mut driven = Vec::new();
+    while let Some(joined) = clients.join_next().await {
+        driven.extend(joined.expect("a client finished"));
+    }
+    assert_eq!(driven.len() as u64, orders);
+
+    // Every row reaches exactly the state the services hold, in both view processes' answers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (n, (id, fate)) in driven.iter().enumerate() {
+        let (order_status, payment_status, delivery_status) = final_statuses(*fate);
+        loop {
+            let view = &urls.views[n % 2];
+            let (_, row) = get(&http, &format!("{view}/order-status/{id}")).await;
+            let settled = row["orderStatus"] == order_status
+                && row["paymentStatus"] == payment_status
+                && row["deliveryStatus"].as_str() == delivery_status;
+            if settled {
+                let expected = expected_row(&http, &urls, id, &row).await;
+                assert_eq!(set_fields(&row), set_fields(&expected), "order {id}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {id} ({fate:?}) never settled in the view: {row}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // The list endpoint pages through the completed orders by keyset, each once.
+    let completed = driven.iter().filter(|(_, f)| *f == Fate::Complete).count();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let url = format!(
+            "{}/order-status?orderStatus=COMPLETED&deliveryStatus=COMPLETED&limit=7&after={after}",
+            urls.views[0]
+        );
+        let (status, page) = get(&http, &url).await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().expect("items") {
+            seen.push(item["orderId"].as_str().expect("an order id").to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (completed, completed));
+
+    for process in &processes {
+        process.signal("TERM");
+    }
+    for process in &mut processes {
+        let status = process.wait(Duration::from_secs(60)).await;
+        assert!(
+            status.success(),
+            "{} exited with {status}:\n{}",
+            process.role,
+            process.log()
+        );
+    }
+}
+
+/// The configuration of one `serve all` process on SQLite files and the DB-backed log.
+fn all_in_one(dir: &Path, listen: &[String]) -> std::path::PathBuf {
+    let db = |name: &str| format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+    write_config(
+        dir,
+        &format!(
+            r#"
+[transport]
+kind = "log"
+log_url = "{log}"
+partitions = 4
+[order]
+listen = "{l0}"
+database_url = "{order}"
+[payment]
+listen = "{l1}"
+database_url = "{payment}"
+[delivery]
+listen = "{l2}"
+database_url = "{delivery}"
+[view]
+listen = "{l3}"
+database_url = "{view}"
+[relay]
+listen = "{l4}"
+[shutdown]
+deadline_secs = 30
+"#,
+            log = db("log"),
+            order = db("order"),
+            payment = db("payment"),
+            delivery = db("delivery"),
+            view = db("view"),
+            l0 = listen[0],
+            l1 = listen[1],
+            l2 = listen[2],
+            l3 = listen[3],
+            l4 = listen[4],
+        ),
+    )
+}
+
+/// Places orders from 16 clients until `accepted` reach `stop_after`, then sends `signals`
+/// to the process while the clients keep going; returns the process's exit status, how long
+/// it took to exit after the first signal, and the ids of every order answered 201.
+async fn signal_under_load(
+    process: &mut Served,
+    order_url: &str,
+    stop_after: usize,
+    signals: &[&str],
+) -> (std::process::ExitStatus, Duration, Vec<String>) {
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..16u64 {
+        let (http, accepted, stop) = (client(), Arc::clone(&accepted), stop.clone());
+        let url = format!("{order_url}/orders");
+        clients.spawn(async move {
+            let mut i = c;
+            while !stop.is_cancelled() {
+                i += 16;
+                let Ok(response) = http.post(&url).json(&order_body(i)).send().await else {
+                    // The listener is gone: what it answered before is what counts.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                if response.status() == reqwest::StatusCode::CREATED {
+                    let order: Value = response.json().await.expect("a JSON order");
+                    let id = order["orderId"].as_str().expect("an order id").to_owned();
+                    accepted.lock().expect("not poisoned").push(id);
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while accepted.lock().expect("not poisoned").len() < stop_after {
+        process.assert_running();
+        assert!(Instant::now() < deadline, "orders are not being accepted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let signalled = Instant::now();
+    for signal in signals {
+        process.signal(signal);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = process.wait(Duration::from_secs(60)).await;
+    let took = signalled.elapsed();
+    stop.cancel();
+    while clients.join_next().await.is_some() {}
+    let ids = accepted.lock().expect("not poisoned").clone();
+    (status, took, ids)
+}
+
+/// Restarts `serve all` and waits until every accepted order is in the view with its
+/// payment; checks the view holds exactly the orders the order service holds.
+async fn restart_and_check(dir: &Path, config: &Path, listen: &[String], accepted: &[String]) {
+    let mut process = Served::start("all", "all-restarted", config, &[], dir);
+    let http = client();
+    let order = format!("http://{}", listen[0]);
+    let view = format!("http://{}", listen[3]);
+    wait_ready(&http, &view, &mut process).await;
+    for id in accepted {
+        let (status, body) = get(&http, &format!("{order}/orders/{id}")).await;
+        assert_eq!(status, 200, "an accepted order is missing: {body}");
+    }
+    let placed = count_orders(&dir.join("order.db")).await;
+    eprintln!(
+        "{} orders accepted before the stop, {placed} stored",
+        accepted.len()
+    );
+    assert!(
+        placed >= accepted.len(),
+        "{placed} orders stored, {} accepted",
+        accepted.len()
+    );
+    // Every stored order (accepted or cut short before its answer) reaches the view with the
+    // payment the payment service created for it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = view_rows(&http, &view).await;
+        let settled = rows.len() == placed
+            && rows
+                .iter()
+                .all(|r| r["orderStatus"] == "PENDING" && r["paymentStatus"] == "PENDING");
+        if settled {
+            for id in accepted {
+                assert!(
+                    rows.iter().any(|r| r["orderId"] == id.as_str()),
+                    "{id} missing"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the view did not settle: {} rows for {placed} orders; log:\n{}",
+            rows.len(),
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    process.signal("TERM");
+    let status = process.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", process.log());
+}
+
+async fn count_orders(db: &Path) -> usize {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("the order database opens");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&mut conn)
+        .await
+        .expect("orders counted");
+    n as usize
+}
+
+/// Every row of the view, through its keyset pages.
+async fn view_rows(http: &reqwest::Client, view: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = get(
+            http,
+            &format!("{view}/order-status?limit=1000&after={after}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        rows.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => return rows,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
+    let config = all_in_one(dir.path(), &listen);
+    let mut process = Served::start("all", "all", &config, &[], dir.path());
+    let http = client();
+    let order = format!("http://{}", listen[0]);
+    wait_ready(&http, &order, &mut process).await;
+    wait_ready(&http, &format!("http://{}", listen[3]), &mut process).await;
+    let (status, took, accepted) = signal_under_load(&mut process, &order, 2000, &["TERM"]).await;
+    let log = process.log();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(log.contains("stopping"), "{log}");
+    restart_and_check(dir.path(), &config, &listen, &accepted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_signal_exits_at_once_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
+    let config = all_in_one(dir.path(), &listen);
+    let mut process = Served::start("all", "all", &config, &[], dir.path());
+    let http = client();
+    let order = format!("http://{}", listen[0]);
+    wait_ready(&http, &order, &mut process).await;
+    let (status, took, accepted) =
+        signal_under_load(&mut process, &order, 2000, &["TERM", "INT"]).await;
+    assert_eq!(status.code(), Some(130), "{}", process.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    restart_and_check(dir.path(), &config, &listen, &accepted).await;
+}
