@@ -6,18 +6,28 @@
 //! partition rows (on SQLite, the database's write lock) and assigns offsets under that lock,
 //! so a partition's offsets are dense and become visible in order. A group has one member,
 //! which reads every partition; parallelism inside it comes from the consumer runtime's lanes.
+//!
+//! A subscription sets `tramline_consumer_lag{group, topic, partition}` — the partition's end
+//! less the group's last commit through this subscription — from the partition ends every poll
+//! reads anyway, at most once per [`SqlLog::with_lag_interval`]: the gauge costs no query.
 
 use crate::{insert_rows, migrate, Assign, Db, DbOptions, LockMode, Schema, SqlError, Stmt};
+use metrics::Gauge;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tramline_core::offsets::CommitPosition;
 use tramline_core::partitioner::partition_for;
 use tramline_core::ports::{Subscription, Transport};
 use tramline_core::{Envelope, Error, Record};
 
 const STORE: &str = "log";
+
+/// Least time between two updates of a subscription's lag gauges, by default.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A record as a poll reads it: index into the subscription's positions, offset, id, key,
 /// headers, payload, created at.
@@ -31,6 +41,8 @@ pub struct SqlLog {
     /// Readers: polls, lag (on SQLite a read-only pool that never waits for the writer).
     readers: Db,
     appended: Arc<Notify>,
+    /// Least time between two updates of a subscription's lag gauges.
+    lag_interval: Duration,
 }
 
 /// The statement reading each partition's next offset of `topic`, optionally locking them.
@@ -59,7 +71,15 @@ impl SqlLog {
             readers: db.readers(),
             db,
             appended: Arc::new(Notify::new()),
+            lag_interval: LAG_INTERVAL,
         })
+    }
+
+    /// The log with its subscriptions updating their lag gauges at most once per `every`
+    /// (5 s by default; a test wants it sooner).
+    pub fn with_lag_interval(mut self, every: Duration) -> Self {
+        self.lag_interval = every;
+        self
     }
 
     /// The log's database.
@@ -259,6 +279,7 @@ impl Transport for SqlLog {
         Ok(SqlSubscription {
             log: self.clone(),
             group: group.to_owned(),
+            lag: Lag::new(group, &positions, self.lag_interval),
             positions,
             next_partition: 0,
         })
@@ -274,6 +295,60 @@ pub struct SqlSubscription {
     positions: Vec<(String, i32, i64)>,
     /// Where the next poll starts, so no partition is starved.
     next_partition: usize,
+    /// The lag gauges of `positions`' partitions.
+    lag: Lag,
+}
+
+/// A subscription's `tramline_consumer_lag` gauges, one per partition of its positions.
+#[derive(Debug)]
+struct Lag {
+    /// The group's committed next offset of each partition, as far as this subscription
+    /// knows (where it started, then its own commits).
+    committed: Vec<AtomicI64>,
+    gauges: Vec<Gauge>,
+    /// Least time between two updates.
+    interval: Duration,
+    /// When the gauges were last set.
+    sampled: Option<Instant>,
+}
+
+impl Lag {
+    /// Registers the gauges of `positions` (topic, partition, committed next offset).
+    fn new(group: &str, positions: &[(String, i32, i64)], interval: Duration) -> Self {
+        Lag {
+            committed: positions
+                .iter()
+                .map(|(_, _, at)| AtomicI64::new(*at))
+                .collect(),
+            gauges: positions
+                .iter()
+                .map(|(topic, part, _)| {
+                    metrics::gauge!(
+                        tramline_core::telemetry::CONSUMER_LAG,
+                        "group" => group.to_owned(),
+                        "topic" => topic.clone(),
+                        "partition" => part.to_string()
+                    )
+                })
+                .collect(),
+            interval,
+            sampled: None,
+        }
+    }
+
+    /// Sets each partition's gauge from the partition ends a poll read, if the last time is
+    /// at least `interval` ago.
+    fn sample(&mut self, positions: &[(String, i32, i64)], ends: &HashMap<(String, i32), i64>) {
+        if self.sampled.is_some_and(|at| at.elapsed() < self.interval) {
+            return;
+        }
+        self.sampled = Some(Instant::now());
+        for (idx, (topic, part, _)) in positions.iter().enumerate() {
+            let end = ends.get(&(topic.clone(), *part)).copied().unwrap_or(0);
+            let committed = self.committed[idx].load(Ordering::Relaxed);
+            self.gauges[idx].set(end.saturating_sub(committed).max(0) as f64);
+        }
+    }
 }
 
 impl SqlSubscription {
@@ -291,6 +366,7 @@ impl SqlSubscription {
             .into_iter()
             .map(|(topic, part, end)| ((topic, part), end))
             .collect();
+        self.lag.sample(&self.positions, &ends);
         let n = self.positions.len();
         let ready: Vec<usize> = (0..n)
             .map(|i| (self.next_partition + i) % n)
@@ -422,6 +498,15 @@ impl Subscription for SqlSubscription {
         )
         .await?;
         tx.commit(STORE).await?;
+        for ((topic, part), next) in rows {
+            if let Some(idx) = self
+                .positions
+                .iter()
+                .position(|(t, p, _)| t == topic && *p == part)
+            {
+                self.lag.committed[idx].fetch_max(next, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use crate::{insert_rows, Db, Schema, SqlError, Tx};
 use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tramline_core::eventuate::{self, EventuateMessage};
-use tramline_core::ports::{Outbox, OutboxBatch};
+use tramline_core::ports::{Outbox, OutboxBatch, Pending};
 use tramline_core::{Envelope, Error};
 
 const STORE: &str = "outbox";
@@ -119,6 +119,28 @@ impl SqlOutbox {
             OutboxLayout::Eventuate => "SELECT COUNT(*) FROM message WHERE published = 0",
         });
         self.db.fetch_i64(&stmt, STORE, "count backlog").await
+    }
+
+    /// How many rows are unpublished and when the oldest was created, in one statement (a
+    /// count over the unpublished rows' index, so the relay samples it only now and then).
+    async fn pending_rows(&self) -> Result<Pending, SqlError> {
+        let (table, unpublished, created) = match self.layout {
+            OutboxLayout::Tramline => ("tramline_outbox", "published_at IS NULL", "created_at"),
+            // creation_time is nullable in Eventuate's schema; MIN skips NULLs.
+            OutboxLayout::Eventuate => ("message", "published = 0", "creation_time"),
+        };
+        let stmt = self.db.stmt(&format!(
+            "SELECT {} FROM (SELECT COUNT(*) AS n, MIN({created}) AS oldest FROM {table} \
+             WHERE {unpublished}) AS pending",
+            self.db.dialect().json_tuples(&["n", "oldest"])
+        ));
+        let rows: Vec<(i64, Option<i64>)> =
+            self.db.fetch_json(&stmt, STORE, "count pending").await?;
+        let (count, oldest) = rows.first().copied().unwrap_or((0, None));
+        Ok(Pending {
+            count: u64::try_from(count).unwrap_or(0),
+            oldest_created_at_ms: oldest,
+        })
     }
 
     /// Up to `max` unpublished rows of the `message` table, in id order.
@@ -281,5 +303,9 @@ impl Outbox for SqlOutbox {
 
     fn wakeup(&self) -> &Notify {
         &self.wakeup
+    }
+
+    async fn pending(&self) -> Result<Option<Pending>, Error> {
+        Ok(Some(self.pending_rows().await?))
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use tramline_core::envelope::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE};
 use tramline_core::eventuate::{self, EventuateMessage};
-use tramline_core::ports::Outbox;
+use tramline_core::ports::{Outbox, Pending};
 use tramline_core::Envelope;
 use tramline_sql::{migrate, Db, DbOptions, OutboxLayout, SqlOutbox};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
@@ -235,7 +235,57 @@ async fn rows_tramline_writes_are_what_eventuates_cdc_reads(backend: Backend) {
     assert_eq!((*published, *creation_time), (0, m.created_at_ms));
 }
 
+async fn pending_counts_the_unpublished_rows_and_finds_the_oldest(backend: Backend) {
+    pending_in(backend, OutboxLayout::Tramline).await;
+}
+
+async fn pending_counts_the_unpublished_rows_of_the_eventuate_layout(backend: Backend) {
+    pending_in(backend, OutboxLayout::Eventuate).await;
+}
+
+async fn pending_in(backend: Backend, layout: OutboxLayout) {
+    let dbs = TestDbs::new(backend, "outbox-pending");
+    let (outbox, db) = outbox_in(&dbs, layout).await;
+    let pending = |count, oldest| {
+        Some(Pending {
+            count,
+            oldest_created_at_ms: oldest,
+        })
+    };
+    assert_eq!(outbox.pending().await.expect("pending"), pending(0, None));
+
+    let at = |n: u32, ms: i64| Envelope {
+        created_at_ms: ms,
+        ..message("a", n)
+    };
+    let mut tx = db.begin("test").await.expect("begin");
+    outbox.append(&mut tx, &[at(0, 500)]).await.expect("append");
+    drop(tx); // rolled back: not pending
+              // Created in id order; the creation times are not in insertion order.
+    let sent = [at(1, 2_000), at(2, 1_000), at(3, 3_000)];
+    let mut tx = db.begin("test").await.expect("begin");
+    outbox.append(&mut tx, &sent).await.expect("append");
+    tx.commit("test").await.expect("commit");
+    assert_eq!(
+        outbox.pending().await.expect("pending"),
+        pending(3, Some(1_000))
+    );
+
+    let first_two = outbox.fetch_unpublished(2).await.expect("fetch");
+    assert_eq!(first_two.messages, sent[..2].to_vec());
+    outbox.mark_published(&first_two).await.expect("mark");
+    assert_eq!(
+        outbox.pending().await.expect("pending"),
+        pending(1, Some(3_000))
+    );
+    let rest = outbox.fetch_unpublished(10).await.expect("fetch");
+    outbox.mark_published(&rest).await.expect("mark");
+    assert_eq!(outbox.pending().await.expect("pending"), pending(0, None));
+}
+
 on_every_database!(
+    pending_counts_the_unpublished_rows_and_finds_the_oldest,
+    pending_counts_the_unpublished_rows_of_the_eventuate_layout,
     the_eventuate_layout_hands_out_committed_messages_in_order_until_marked,
     an_eventuate_services_row_is_published_unchanged,
     rows_tramline_writes_are_what_eventuates_cdc_reads,
