@@ -238,8 +238,14 @@ impl Db {
     ) -> Result<(), SqlError> {
         migrator.set_ignore_missing(true);
         let migrated = match &self.pool {
-            Pool::Sqlite(p) => migrator.run(p).await,
-            Pool::MySql(p) => migrator.run(p).await,
+            Pool::Sqlite(p) => {
+                // sqlx does not lock SQLite migrations; a lock file beside the database
+                // serialises processes opening one file at once.
+                let path = p.connect_options().get_filename().to_owned();
+                let _lock = lock_file(&path).await?;
+                migrator.run(p).await
+            }
+            Pool::MySql(p) => return run_mysql_migrator(p, migrator).await,
             Pool::Postgres(p) => migrator.run(p).await,
         };
         migrated.map_err(|e| {
@@ -634,4 +640,70 @@ mod tests {
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
+}
+
+/// Runs `migrator` on MySQL/MariaDB under a lock that really excludes other processes.
+/// sqlx locks with `GET_LOCK(name, -1)`, and MariaDB answers a negative timeout with NULL
+/// instead of waiting, so two services opening one database at once (a service and its
+/// relay) would both apply the same migration; this lock waits (up to 5 minutes).
+async fn run_mysql_migrator(
+    pool: &MySqlPool,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), SqlError> {
+    let at = |e| SqlError::new("migrations", "lock the database for migrations", e);
+    let mut conn = pool.acquire().await.map_err(at)?;
+    let locked: Option<i64> =
+        sqlx::query_scalar("SELECT GET_LOCK(CONCAT('tramline_migrate.', DATABASE()), 300)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(at)?;
+    if locked != Some(1) {
+        return Err(at(sqlx::Error::Protocol(
+            "another process held the migration lock for 5 minutes".into(),
+        )));
+    }
+    let migrated = migrator.run(&mut *conn).await;
+    let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('tramline_migrate.', DATABASE()))")
+        .execute(&mut *conn)
+        .await;
+    migrated.map_err(|e| {
+        SqlError::new(
+            "migrations",
+            "apply migrations",
+            sqlx::Error::Migrate(Box::new(e)),
+        )
+    })?;
+    released.map_err(at)?;
+    Ok(())
+}
+
+/// An exclusive lock on `<database>.migrate-lock`, held until dropped (the file is left
+/// behind, empty). In-memory databases need none.
+async fn lock_file(database: &std::path::Path) -> Result<Option<std::fs::File>, SqlError> {
+    let name = database.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(None);
+    }
+    let mut path = name.to_owned();
+    path.push(".migrate-lock");
+    let at = |e: std::io::Error| {
+        SqlError::new(
+            "migrations",
+            "lock the database for migrations",
+            sqlx::Error::Io(e),
+        )
+    };
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| at(std::io::Error::other(e)))?
+    .map_err(at)?;
+    Ok(Some(locked))
 }

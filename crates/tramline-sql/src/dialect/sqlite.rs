@@ -49,7 +49,23 @@ pub(crate) async fn connect(
         // Readers connect on first use: most stores never read outside a write transaction.
         Ok(pool.connect_lazy_with(connect))
     } else {
-        pool.connect_with(connect).await.map_err(at)
+        // Turning a new file to WAL needs it alone: when several processes open one fresh
+        // file at once, SQLite answers "busy" at once instead of waiting; wait and retry.
+        let mut attempt = 0;
+        loop {
+            match pool.clone().connect_with(connect.clone()).await {
+                Err(sqlx::Error::Database(e))
+                    if attempt < 50
+                        && e.try_downcast_ref::<SqliteError>()
+                            .and_then(retry_cause)
+                            .is_some() =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                opened => return opened.map_err(at),
+            }
+        }
     }
 }
 
