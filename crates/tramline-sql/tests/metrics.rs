@@ -2,16 +2,12 @@
 //! a SQLite outbox and log: every count adds up to what was written, the latency histograms
 //! hold one observation per record, and the backlog and lag gauges return to 0.
 //!
-//! The recorder is metrics-util's atomic registry, read without resetting anything
-//! (`DebuggingRecorder`'s snapshots reset gauges to 0, which would make "the gauge returned
-//! to 0" unfalsifiable). It is installed once per process; each test uses its own outbox and
-//! group names, so its series are its own under any test runner.
+//! The recorder (`tramline_testkit::recorder`) is read without resetting anything; it is
+//! installed once per process, and each test uses outbox and group names of its own.
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::registry::{AtomicStorage, Registry};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
@@ -23,80 +19,8 @@ use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::telemetry as names;
 use tramline_core::{Envelope, Error, Record, RetryCause};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlLog, SqlOutbox};
+use tramline_testkit::recorder::{counter, gauge, histogram};
 use tramline_testkit::{on_every_database, Backend, RunningConsumer, TestDbs};
-
-/// A recorder whose values can be read at any time without changing them.
-struct Readable(Registry<Key, AtomicStorage>);
-
-impl Recorder for Readable {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.0
-            .get_or_create_counter(key, |c| Counter::from_arc(Arc::clone(c)))
-    }
-
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        self.0
-            .get_or_create_gauge(key, |g| Gauge::from_arc(Arc::clone(g)))
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.0
-            .get_or_create_histogram(key, |h| Histogram::from_arc(Arc::clone(h)))
-    }
-}
-
-/// The process's recorder, installed on first use.
-fn recorder() -> &'static Readable {
-    static RECORDER: OnceLock<&'static Readable> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let recorder: &'static Readable = Box::leak(Box::new(Readable(Registry::atomic())));
-        metrics::set_global_recorder(recorder).expect("no other recorder in this test binary");
-        recorder
-    })
-}
-
-/// Whether `key` is `name` with (at least) `labels`.
-fn matches(key: &Key, name: &str, labels: &[(&str, &str)]) -> bool {
-    key.name() == name
-        && labels
-            .iter()
-            .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
-}
-
-fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    recorder()
-        .0
-        .get_counter_handles()
-        .into_iter()
-        .filter(|(key, _)| matches(key, name, labels))
-        .map(|(_, c)| c.load(Ordering::SeqCst))
-        .sum()
-}
-
-/// The gauge's value, `None` if it was never registered.
-fn gauge(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    recorder()
-        .0
-        .get_gauge_handles()
-        .into_iter()
-        .find(|(key, _)| matches(key, name, labels))
-        .map(|(_, g)| f64::from_bits(g.load(Ordering::SeqCst)))
-}
-
-/// Every value the histogram observed.
-fn histogram(name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-    recorder()
-        .0
-        .get_histogram_handles()
-        .into_iter()
-        .filter(|(key, _)| matches(key, name, labels))
-        .flat_map(|(_, h)| h.data())
-        .collect()
-}
 
 async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {
     tramline_testkit::wait_until(what, Duration::from_secs(30), done).await
@@ -215,7 +139,7 @@ fn topics() -> Vec<String> {
 async fn relay_and_consumer_metrics_add_up_to_what_was_written() {
     const WRITTEN: u64 = 300;
     const AGE_MS: i64 = 2_000;
-    recorder();
+    tramline_testkit::recorder::install();
     let dbs = TestDbs::new(Backend::Sqlite, "metrics-add-up");
     let (outbox, db, log) = outbox_and_log(&dbs).await;
     let relay_labels = [("outbox", "order")];
@@ -323,7 +247,7 @@ async fn relay_and_consumer_metrics_add_up_to_what_was_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_record_delivered_twice_counts_as_a_duplicate() {
     const WRITTEN: u64 = 60;
-    recorder();
+    tramline_testkit::recorder::install();
     let dbs = TestDbs::new(Backend::Sqlite, "metrics-duplicates");
     let (outbox, db, log) = outbox_and_log(&dbs).await;
     write(&outbox, &db, &messages(WRITTEN, 0)).await;
@@ -363,7 +287,7 @@ async fn a_record_delivered_twice_counts_as_a_duplicate() {
 /// The lag gauges of a subscription of the DB-backed log: each partition's end less the
 /// group's last commit, set on a poll.
 async fn lag_gauges_count_what_the_group_has_not_committed(backend: Backend) {
-    recorder();
+    tramline_testkit::recorder::install();
     let dbs = TestDbs::new(backend, "metrics-lag");
     let log = SqlLog::open(&dbs.url("log").await, &DbOptions::default())
         .await

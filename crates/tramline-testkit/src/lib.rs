@@ -6,11 +6,13 @@
 //! database (MariaDB) or schema (PostgreSQL) named after the test with a random suffix — and
 //! they are dropped when the test ends, so tests run in parallel and leave nothing behind.
 //! [`on_every_database!`] runs one test body on all three. [`kafka`] gives Kafka tests their
-//! broker and unique topic and group names.
+//! broker and unique topic and group names. [`recorder`] reads back the metrics a test's
+//! relays and consumers emitted.
 
 mod consumer;
 mod databases;
 pub mod kafka;
+pub mod recorder;
 
 pub use consumer::RunningConsumer;
 pub use databases::{Backend, TestDbs};
