@@ -108,10 +108,13 @@ impl KafkaConfig {
         c
     }
 
-    /// A group member's configuration: manual commits only, earliest offset for a new group.
+    /// A group member's configuration: manual commits only, earliest offset for a new group,
+    /// statistics every 5 s (they feed the lag gauges; a user's `statistics.interval.ms`
+    /// wins, 0 turns them off).
     pub(crate) fn consumer(&self, group_id: &str) -> ClientConfig {
         let mut c = self.base();
         c.set("group.id", group_id)
+            .set("statistics.interval.ms", "5000")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -173,5 +176,15 @@ mod tests {
         assert_eq!(c.producer().get("partitioner"), Some("murmur2_random"));
         assert_eq!(c.consumer("g").get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.consumer("g").get("enable.auto.commit"), Some("false"));
+    }
+
+    #[test]
+    fn consumers_emit_statistics_unless_told_otherwise() {
+        let mut c = KafkaConfig::new("b:9092");
+        assert_eq!(c.consumer("g").get("statistics.interval.ms"), Some("5000"));
+        assert_eq!(c.producer().get("statistics.interval.ms"), None);
+        c.properties
+            .insert("statistics.interval.ms".into(), "0".into());
+        assert_eq!(c.consumer("g").get("statistics.interval.ms"), Some("0"));
     }
 }

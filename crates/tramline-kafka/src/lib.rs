@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod error;
+mod lag;
 pub mod subscription;
 pub mod transport;
 

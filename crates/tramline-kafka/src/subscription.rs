@@ -6,8 +6,10 @@
 //! handed back their positions, which the callback then commits synchronously — only then does
 //! the rebalance go on and the partitions move. Records and revocations travel to the runtime
 //! through one channel, in order, so every record of a revoked partition reaches a lane
-//! before its revocation does.
+//! before its revocation does. The same thread serves librdkafka's statistics, which set the
+//! member's lag gauges (see [`crate::lag`]).
 
+use crate::lag::LagGauges;
 use crate::transport::Positions;
 use crate::{KafkaConfig, KafkaError, KafkaTransport};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -44,9 +46,16 @@ struct MemberContext {
     group: String,
     deliveries: mpsc::Sender<Delivery>,
     positions: Arc<Positions>,
+    lag: LagGauges,
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Err(e) = self.lag.report(statistics) {
+            tracing::debug!(group = %self.group, error = %e, "librdkafka statistics unreadable; lag gauges not updated");
+        }
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -94,9 +103,15 @@ impl ConsumerContext for MemberContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(assigned) = rebalance else {
-            return;
+        let assigned = match rebalance {
+            Rebalance::Assign(assigned) => assigned,
+            Rebalance::Revoke(revoked) => {
+                self.lag.revoked(revoked);
+                return;
+            }
+            Rebalance::Error(_) => return,
         };
+        self.lag.assigned(assigned);
         // Where the group stands on the new partitions, for `lag`.
         match consumer.committed_offsets((*assigned).clone(), self.config.connect_timeout) {
             Ok(committed) => {
@@ -176,6 +191,7 @@ impl KafkaSubscription {
             group: group_id.clone(),
             deliveries: tx.clone(),
             positions: transport.positions(),
+            lag: LagGauges::new(group, Arc::clone(&config)),
         };
         let consumer: BaseConsumer<MemberContext> = config
             .consumer(&group_id)
