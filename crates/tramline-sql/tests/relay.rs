@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tramline_core::ports::{Outbox, OutboxBatch, Subscription, Transport};
+use tramline_core::ports::{Outbox, OutboxBatch, Pending, Subscription, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::{Envelope, Error};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlLog, SqlOutbox};
@@ -145,6 +145,9 @@ impl Outbox for CrashBeforeMark {
     }
     fn wakeup(&self) -> &Notify {
         self.inner.wakeup()
+    }
+    async fn pending(&self) -> Result<Option<Pending>, Error> {
+        self.inner.pending().await
     }
 }
 
