@@ -2,16 +2,20 @@
 //! the handlers (utoipa), `/health` (the process runs) and `/ready` (its database answers).
 //!
 //! Every error is a problem details document ([`problem::Problem`]); a request body that does
-//! not parse is a 400 or 422, never a panic or a 500.
+//! not parse is a 400 or 422, never a panic or a 500. Every command (POST) honours an
+//! `Idempotency-Key` ([`idempotency`]) and takes a body of at most 64 KiB; every request runs
+//! in its W3C trace context ([`trace`]). The conventions are written up in docs/HTTP.md.
 
 pub mod delivery;
+pub mod idempotency;
 pub mod order;
 pub mod payment;
 pub mod problem;
+pub mod trace;
 pub mod view;
 
 use crate::services::ServiceDb;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -72,7 +76,9 @@ pub struct ApiOptions {
 }
 
 /// A service's `routes` with its OpenAPI document at `/openapi.json`, `/health`, `/ready`, and
-/// a 404 problem for any other path; commands guarded by the bearer token if one is set.
+/// a 404 problem for any other path; commands guarded by the bearer token if one is set, their
+/// bodies limited to [`idempotency::COMMAND_BODY_LIMIT`]; every request (the 404s included)
+/// served in its trace context.
 pub fn service(
     routes: Router,
     api: utoipa::openapi::OpenApi,
@@ -80,6 +86,7 @@ pub fn service(
     options: &ApiOptions,
 ) -> Router {
     let document = serde_json::to_value(&api).expect("an OpenAPI document serialises");
+    let routes = routes.layer(DefaultBodyLimit::max(idempotency::COMMAND_BODY_LIMIT));
     let routes = match &options.bearer_token {
         Some(token) => {
             let token: Arc<str> = Arc::from(token.as_str());
@@ -94,6 +101,7 @@ pub fn service(
         )
         .merge(operations(db))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(trace::propagate))
 }
 
 /// Refuses a command without the configured bearer token (401, `WWW-Authenticate: Bearer`).

@@ -1,9 +1,11 @@
 //! The payment service's API: approve, reject and read payments (a payment is created by the
 //! service itself when it sees `OrderCreated`).
 
+use super::idempotency::{idempotent, IdempotencyKey};
 use super::problem::Problem;
 use crate::domain::payment::{Payment, PaymentStatus};
 use crate::services::payment::PaymentService;
+use crate::services::request::Reply;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,11 +31,15 @@ pub struct PaymentApi;
 
 /// Approves a PENDING payment.
 #[utoipa::path(post, path = "/payments/{id}/approve", tag = "payments",
-    params(("id" = String, Path, description = "the payment id")),
+    params(("id" = String, Path, description = "the payment id"), IdempotencyKey),
     responses(
-        (status = 200, description = "approved", body = Payment),
+        (status = 200, description = "approved", body = Payment,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 400, description = "malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such payment", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the payment is no longer PENDING", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "the payment is no longer PENDING, or a request with the same Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the Idempotency-Key was used with another request", body = Problem, content_type = "application/problem+json")))]
 pub async fn approve_payment(
     State(payments): State<PaymentService>,
     Path(id): Path<String>,
@@ -43,11 +49,15 @@ pub async fn approve_payment(
 
 /// Rejects a PENDING payment.
 #[utoipa::path(post, path = "/payments/{id}/reject", tag = "payments",
-    params(("id" = String, Path, description = "the payment id")),
+    params(("id" = String, Path, description = "the payment id"), IdempotencyKey),
     responses(
-        (status = 200, description = "rejected", body = Payment),
+        (status = 200, description = "rejected", body = Payment,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 400, description = "malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such payment", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the payment is no longer PENDING", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "the payment is no longer PENDING, or a request with the same Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the Idempotency-Key was used with another request", body = Problem, content_type = "application/problem+json")))]
 pub async fn reject_payment(
     State(payments): State<PaymentService>,
     Path(id): Path<String>,
@@ -68,13 +78,20 @@ pub async fn get_payment(
     Ok(Json(payments.get(&id).await?))
 }
 
-/// The payment service's routes, its `/openapi.json`, `/health` and `/ready`.
+/// The payment service's routes, its `/openapi.json`, `/health` and `/ready`; both commands
+/// answer 200 with the changed payment (recorded with an `Idempotency-Key`).
 pub fn router(payments: PaymentService, options: &super::ApiOptions) -> Router {
     let db = payments.db().clone();
     let routes = Router::new()
         .route("/payments/{id}", get(get_payment))
-        .route("/payments/{id}/approve", post(approve_payment))
-        .route("/payments/{id}/reject", post(reject_payment))
+        .route(
+            "/payments/{id}/approve",
+            idempotent(post(approve_payment), &db, Reply::OK),
+        )
+        .route(
+            "/payments/{id}/reject",
+            idempotent(post(reject_payment), &db, Reply::OK),
+        )
         .with_state(payments);
     super::service(routes, PaymentApi::openapi(), db, options)
 }

@@ -1,6 +1,9 @@
 //! Errors as RFC 9457 problem details (`application/problem+json`), with the status a client
-//! can act on: 400 malformed request, 404 unknown id, 409 illegal state transition, 422 invalid
-//! values, 503 a store that is busy or away. Bad input never becomes a 500.
+//! can act on: 400 malformed request, 404 unknown id, 409 illegal state transition (or a
+//! request with the same `Idempotency-Key` in progress), 413 a body over 64 KiB, 422 invalid
+//! values (or an `Idempotency-Key` reused with another request), 503 a store that is busy or
+//! away. Bad input never becomes a 500. Every type is `urn:tramline:problem:<kind>`; the kinds
+//! are listed in docs/HTTP.md.
 
 use crate::OrderSystemError;
 use axum::extract::rejection::JsonRejection;
@@ -31,6 +34,18 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
         }
+    }
+
+    /// The 413 problem of a request body over the command APIs' limit.
+    pub fn payload_too_large() -> Self {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!(
+                "the request body is larger than {} bytes",
+                super::idempotency::COMMAND_BODY_LIMIT
+            ),
+        )
     }
 }
 
@@ -93,6 +108,7 @@ impl From<JsonRejection> for Problem {
                 "invalid-value",
                 e.body_text(),
             ),
+            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(),
             JsonRejection::MissingJsonContentType(e) => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",

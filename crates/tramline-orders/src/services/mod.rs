@@ -8,6 +8,7 @@
 pub mod delivery;
 pub mod order;
 pub mod payment;
+pub mod request;
 mod subscriber;
 
 pub use subscriber::{Reaction, Subscriber};
@@ -19,24 +20,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tramline_sql::db::Tuple;
 use tramline_sql::{
-    insert_rows, migrate, Assign, Db, DbOptions, Dialect, LockMode, OutboxLayout, Schema, SqlError,
-    SqlOutbox, Stmt, Tx,
+    insert_rows, migrate, Assign, Db, DbOptions, Dialect, IdempotencyStore, LockMode, OutboxLayout,
+    Schema, SqlError, SqlOutbox, Stmt, Tx,
 };
 
-/// A service's database: its own tables, its outbox and its inbox.
+/// A service's database: its own tables, its outbox, its inbox and its idempotency records.
 #[derive(Debug, Clone)]
 pub struct ServiceDb {
     /// The database.
     pub db: Db,
     /// The outbox the service's relay drains.
     pub outbox: Arc<SqlOutbox>,
+    /// The responses of commands sent with an `Idempotency-Key`. They are kept until purged:
+    /// the process serving the API calls `idempotency.purge_older_than(
+    /// IdempotencyStore::DEFAULT_RETENTION)` (24 h) periodically.
+    pub idempotency: IdempotencyStore,
 }
 
 /// A component's versioned migrations for a dialect.
 pub type Migrations = fn(Dialect) -> sqlx::migrate::Migrator;
 
 impl ServiceDb {
-    /// Opens the database at `url` and applies the outbox, inbox and service migrations.
+    /// Opens the database at `url` and applies the outbox, inbox, idempotency and service
+    /// migrations.
     pub async fn open(url: &str, options: &DbOptions, service: Migrations) -> Result<Self> {
         ServiceDb::open_with_layout(url, options, service, OutboxLayout::Tramline).await
     }
@@ -50,10 +56,11 @@ impl ServiceDb {
         layout: OutboxLayout,
     ) -> Result<Self> {
         let db = Db::connect(url, options).await?;
-        migrate(&db, &[layout.schema(), Schema::Inbox]).await?;
+        migrate(&db, &[layout.schema(), Schema::Inbox, Schema::Idempotency]).await?;
         db.run_migrator(&mut service(db.dialect())).await?;
         Ok(ServiceDb {
             outbox: Arc::new(SqlOutbox::with_layout(db.clone(), layout)),
+            idempotency: IdempotencyStore::new(db.clone()),
             db,
         })
     }
@@ -64,14 +71,33 @@ impl ServiceDb {
     }
 
     /// Appends the events to the outbox in `tx`, commits, and wakes the relay.
+    ///
+    /// Every command commits here, so this is where the HTTP request it runs for (see
+    /// [`request`]) is written down in the same transaction: its trace context goes into the
+    /// messages' headers, and, for a request with an `Idempotency-Key`, the response (the
+    /// first event's snapshot, with the route's status and `Location`) into the idempotency
+    /// records. If another request recorded the key first, the insert fails on the key, the
+    /// transaction rolls back, and the claim says so, for the HTTP layer to replay the other's
+    /// response.
     pub async fn commit(
         &self,
         mut tx: Tx,
         store: &'static str,
         events: &[DomainEvent],
     ) -> Result<(), SqlError> {
-        let messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
+        let mut messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
+        request::stamp(&mut messages);
         self.outbox.append(&mut tx, &messages).await?;
+        if let Some((claim, record)) = request::record(events, &messages) {
+            self.idempotency
+                .insert(&mut tx, &record)
+                .await
+                .inspect_err(|e| {
+                    if e.is_duplicate() {
+                        claim.lose();
+                    }
+                })?;
+        }
         tx.commit(store).await?;
         if !messages.is_empty() {
             self.outbox.notify();

@@ -21,6 +21,11 @@ pub trait Reaction: Send + Sync + 'static {
         tx: &'a mut Tx,
         events: Vec<DomainEvent>,
     ) -> impl Future<Output = Result<Vec<DomainEvent>>> + Send + 'a;
+
+    /// Called once the batch's transaction committed, for each record whose event was
+    /// applied (not for duplicates), e.g. to log it with the record's trace context. The
+    /// default does nothing. It runs per record on the hot path: keep it cheap.
+    fn applied(&self, _record: &Record) {}
 }
 
 /// A [`Handler`] that runs a [`Reaction`] with exactly-once effect.
@@ -65,7 +70,7 @@ impl<R: Reaction> Handler for Subscriber<R> {
         let new = self.inbox.claim(&mut tx, batch).await?;
         let fresh: Vec<DomainEvent> = events
             .into_iter()
-            .zip(new)
+            .zip(&new)
             .filter_map(|(event, new)| new.then_some(event))
             .collect();
         let out = Applied {
@@ -80,6 +85,9 @@ impl<R: Reaction> Handler for Subscriber<R> {
             .await
             .map_err(|e| e.into_core(&batch[0]))?;
         self.db.commit(tx, R::STORE, &emitted).await?;
+        for (record, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
+            self.reaction.applied(record);
+        }
         Ok(out)
     }
 

@@ -8,13 +8,19 @@
 //! an upsert that touches a row twice) and writes rows in order id order, so concurrent
 //! batches lock rows in one order. On MariaDB the guard is evaluated per column and the
 //! version column is assigned last (see [`tramline_sql::Dialect::upsert`]).
+//!
+//! Each applied event is logged at DEBUG with the trace id of the request that caused it (the
+//! record's `traceparent`), its order id and event type, so an operator can follow a request
+//! to its view update; with DEBUG off the log costs a level check and no allocation.
 
 use super::STORE;
 use crate::error::Result;
 use crate::events::DomainEvent;
 use crate::services::Reaction;
+use crate::trace::{trace_id_of, TRACEPARENT};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tramline_core::Record;
 use tramline_sql::db::Tuple;
 use tramline_sql::{insert_rows, Assign, Tx};
 
@@ -179,5 +185,16 @@ impl Reaction for OrderStatusProjection {
         })
         .await?;
         Ok(Vec::new())
+    }
+
+    fn applied(&self, record: &Record) {
+        // The fields are evaluated only when DEBUG is enabled; they borrow, never allocate.
+        let e = &record.envelope;
+        tracing::debug!(
+            trace_id = e.header(TRACEPARENT).and_then(trace_id_of).unwrap_or(""),
+            order_id = e.key.as_str(),
+            event_type = e.event_type().unwrap_or(""),
+            "event applied to the view"
+        );
     }
 }

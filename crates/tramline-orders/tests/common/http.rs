@@ -14,13 +14,32 @@ pub async fn send(
     uri: &str,
     body: Option<&str>,
 ) -> (StatusCode, HeaderMap, Value) {
+    send_with(app, method, uri, body, &[]).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
     let mut request = Request::builder().method(method).uri(uri);
     if body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let request = request
         .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
         .expect("a request");
+    send_request(app, request).await
+}
+
+/// Sends a request built by the caller; answers as [`send`].
+pub async fn send_request(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
     let response = app.clone().oneshot(request).await.expect("a response");
     let status = response.status();
     let headers = response.headers().clone();
