@@ -10,7 +10,7 @@ use common::http::{assert_documented_routes, assert_problem, send};
 use serde_json::json;
 use tower::ServiceExt;
 use tramline_orders::http::order::router;
-use tramline_orders::http::ApiOptions;
+use tramline_orders::http::{ApiOptions, Probe};
 use tramline_orders::services::order::{self, OrderService};
 use tramline_orders::services::ServiceDb;
 use tramline_sql::DbOptions;
@@ -118,6 +118,7 @@ async fn a_configured_bearer_token_guards_commands_only() {
     let dbs = TestDbs::new(Backend::Sqlite, "http-bearer");
     let options = ApiOptions {
         bearer_token: Some("s3cret".into()),
+        ..ApiOptions::default()
     };
     let app = app_with(&dbs, &options).await;
     let post = |auth: Option<&'static str>| {
@@ -158,6 +159,37 @@ async fn health_and_readiness_answer() {
     let app = app(&dbs).await;
     let (s, _, b) = send(&app, Method::GET, "/health", None).await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _, b) = send(&app, Method::GET, "/ready", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_a_probe_fails() {
+    let dbs = TestDbs::new(Backend::Sqlite, "http-probe");
+    let broker_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = std::sync::Arc::clone(&broker_up);
+    let options = ApiOptions {
+        probes: vec![Probe::new("the Kafka brokers", move || {
+            let up = up.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                up.then_some(())
+                    .ok_or_else(|| "connection refused".to_owned())
+            }
+        })],
+        ..ApiOptions::default()
+    };
+    let app = app_with(&dbs, &options).await;
+    let (s, h, b) = send(&app, Method::GET, "/ready", None).await;
+    assert_problem(
+        s,
+        &h,
+        &b,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the Kafka brokers",
+    );
+    let (s, _, _) = send(&app, Method::GET, "/health", None).await;
+    assert_eq!(s, StatusCode::OK, "liveness does not depend on the broker");
+    broker_up.store(true, std::sync::atomic::Ordering::SeqCst);
     let (s, _, b) = send(&app, Method::GET, "/ready", None).await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
 }

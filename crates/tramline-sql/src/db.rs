@@ -587,61 +587,6 @@ fn chunk_len(n: usize) -> usize {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_number_postgres_placeholders() {
-        let mut s = Stmt::new(Dialect::Postgres, "SELECT 1 WHERE a IN ");
-        s.bind_list(["x", "y"]).push(" AND b = ").bind(3i64);
-        assert_eq!(s.sql(), "SELECT 1 WHERE a IN ($1, $2) AND b = $3");
-        let mut s = Stmt::new(Dialect::MySql, "INSERT INTO t (a, b)");
-        s.values(&[(1i64, "p"), (2, "q")], |t, (n, x)| {
-            t.bind(*n).bind(*x);
-        });
-        assert_eq!(s.sql(), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
-        let mut s = Stmt::new(Dialect::Sqlite, "x IN ");
-        s.bind_list(Vec::<String>::new());
-        assert_eq!(s.sql(), "x IN (NULL)");
-    }
-
-    #[test]
-    fn lists_and_inserts_come_in_few_shapes() {
-        let mut s = Stmt::new(Dialect::MySql, "x IN ");
-        s.bind_list([1i64, 2, 3]);
-        assert_eq!(s.sql(), "x IN (?, ?, ?, ?)");
-        assert_eq!(
-            s.args.last(),
-            Some(&Arg::Int(Some(3))),
-            "padded with the last"
-        );
-        for total in [1usize, 2, 99, 100, 250, 1000] {
-            let (mut left, mut written) = (total, 0);
-            while left > 0 {
-                let n = chunk_len(left);
-                assert!(n >= 1 && n <= left);
-                written += n;
-                left -= n;
-            }
-            assert_eq!(written, total, "every row written once");
-        }
-        assert_eq!(chunk_len(99), 64);
-        assert_eq!(chunk_len(250), ROWS_PER_STATEMENT);
-        let shapes: std::collections::BTreeSet<usize> = (1..=1000).map(chunk_len).collect();
-        assert!(shapes.len() <= 8, "{shapes:?}");
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("mysql://root:secret@127.0.0.1:3306/test"),
-            "mysql://root:***@127.0.0.1:3306/test"
-        );
-        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
-    }
-}
-
 /// Runs `migrator` on MySQL/MariaDB under a lock that really excludes other processes.
 /// sqlx locks with `GET_LOCK(name, -1)`, and MariaDB answers a negative timeout with NULL
 /// instead of waiting, so two services opening one database at once (a service and its
@@ -706,4 +651,59 @@ async fn lock_file(database: &std::path::Path) -> Result<Option<std::fs::File>, 
     .map_err(|e| at(std::io::Error::other(e)))?
     .map_err(at)?;
     Ok(Some(locked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_number_postgres_placeholders() {
+        let mut s = Stmt::new(Dialect::Postgres, "SELECT 1 WHERE a IN ");
+        s.bind_list(["x", "y"]).push(" AND b = ").bind(3i64);
+        assert_eq!(s.sql(), "SELECT 1 WHERE a IN ($1, $2) AND b = $3");
+        let mut s = Stmt::new(Dialect::MySql, "INSERT INTO t (a, b)");
+        s.values(&[(1i64, "p"), (2, "q")], |t, (n, x)| {
+            t.bind(*n).bind(*x);
+        });
+        assert_eq!(s.sql(), "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
+        let mut s = Stmt::new(Dialect::Sqlite, "x IN ");
+        s.bind_list(Vec::<String>::new());
+        assert_eq!(s.sql(), "x IN (NULL)");
+    }
+
+    #[test]
+    fn lists_and_inserts_come_in_few_shapes() {
+        let mut s = Stmt::new(Dialect::MySql, "x IN ");
+        s.bind_list([1i64, 2, 3]);
+        assert_eq!(s.sql(), "x IN (?, ?, ?, ?)");
+        assert_eq!(
+            s.args.last(),
+            Some(&Arg::Int(Some(3))),
+            "padded with the last"
+        );
+        for total in [1usize, 2, 99, 100, 250, 1000] {
+            let (mut left, mut written) = (total, 0);
+            while left > 0 {
+                let n = chunk_len(left);
+                assert!(n >= 1 && n <= left);
+                written += n;
+                left -= n;
+            }
+            assert_eq!(written, total, "every row written once");
+        }
+        assert_eq!(chunk_len(99), 64);
+        assert_eq!(chunk_len(250), ROWS_PER_STATEMENT);
+        let shapes: std::collections::BTreeSet<usize> = (1..=1000).map(chunk_len).collect();
+        assert!(shapes.len() <= 8, "{shapes:?}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("mysql://root:secret@127.0.0.1:3306/test"),
+            "mysql://root:***@127.0.0.1:3306/test"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
 }

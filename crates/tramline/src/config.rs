@@ -147,6 +147,9 @@ pub struct HttpConfig {
     pub bearer_token: Option<String>,
     /// Longest time one request may take (s).
     pub request_timeout_secs: u64,
+    /// How long a command's `Idempotency-Key` is remembered (hours); older records are
+    /// purged every hour.
+    pub idempotency_retention_hours: u64,
 }
 
 /// Logs.
@@ -242,6 +245,7 @@ impl Default for HttpConfig {
         HttpConfig {
             bearer_token: None,
             request_timeout_secs: 30,
+            idempotency_retention_hours: 24,
         }
     }
 }
@@ -389,6 +393,12 @@ impl Config {
         }
         if self.shutdown.deadline_secs == 0 {
             problem("shutdown.deadline_secs", "must be at least 1".into());
+        }
+        if self.http.idempotency_retention_hours == 0 {
+            problem(
+                "http.idempotency_retention_hours",
+                "must be at least 1".into(),
+            );
         }
         if self.http.request_timeout_secs == 0 {
             problem("http.request_timeout_secs", "must be at least 1".into());

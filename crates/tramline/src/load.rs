@@ -188,7 +188,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 match id {
                     Some(id) => {
                         mine.push(ms(took));
-                        if sample > 0 && i % sample == 0 {
+                        if sample > 0 && i.is_multiple_of(sample) {
                             let _ = watch_tx.send((id, Instant::now()));
                         }
                     }

@@ -32,14 +32,14 @@ use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
 use tramline_orders::http::problem::Problem;
-use tramline_orders::http::{self, ApiOptions};
+use tramline_orders::http::{self, ApiOptions, Probe};
 use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
 use tramline_orders::services::order::{self, OrderReaction, OrderService};
 use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
 use tramline_orders::services::{Migrations, ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{self, OrderStatusQuery};
-use tramline_sql::{DbOptions, Dialect, SqlLog};
+use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
 
 /// Options of `tramline serve`.
 #[derive(Debug, clap::Args)]
@@ -99,7 +99,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 )
             })?;
             let db = log.db().clone();
-            let outcome = serve(args.role, &config, Arc::new(log), metrics).await;
+            let probe = {
+                let db = db.clone();
+                Probe::new("the log's database", move || ping(db.clone()))
+            };
+            let outcome = serve(args.role, &config, Arc::new(log), metrics, probe).await;
             db.close().await;
             outcome
         }
@@ -107,9 +111,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let kafka = KafkaTransport::connect(kafka_config(&config))
                 .await
                 .context("while connecting to Kafka (transport.brokers)")?;
-            serve(args.role, &config, Arc::new(kafka), metrics).await
+            let probe = {
+                let kafka = kafka.clone();
+                Probe::new("the Kafka brokers", move || {
+                    let kafka = kafka.clone();
+                    async move { kafka.reachable().await.map_err(|e| e.to_string()) }
+                })
+            };
+            serve(args.role, &config, Arc::new(kafka), metrics, probe).await
         }
     }
+}
+
+/// Whether `db` answers, for `/ready`.
+async fn ping(db: Db) -> Result<(), String> {
+    db.fetch_i64(&db.stmt("SELECT 1"), "ready", "ping")
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn kafka_config(config: &Config) -> KafkaConfig {
@@ -206,6 +225,7 @@ impl<T: Transport> Process<T> {
         let runtime = ConsumerRuntime::new(
             Arc::new(handler),
             ConsumerConfig {
+                name: group.to_owned(),
                 workers,
                 ..ConsumerConfig::default()
             },
@@ -217,6 +237,29 @@ impl<T: Transport> Process<T> {
             (name, outcome.map_err(anyhow::Error::from))
         });
         Ok(())
+    }
+
+    /// Forgets the service's `Idempotency-Key` records older than the retention, at start
+    /// and every hour. A failed purge is retried at the next one: it never stops the service.
+    fn purge_idempotency_keys(&mut self, service: &'static str, db: &ServiceDb) {
+        let store = db.idempotency.clone();
+        let retention = Duration::from_secs(self.config.http.idempotency_retention_hours * 3600);
+        let cancel = self.work.clone();
+        self.tasks.spawn(async move {
+            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = every_hour.tick() => {}
+                }
+                match store.purge_older_than(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(service, purged = n, "idempotency keys expired"),
+                    Err(e) => tracing::warn!(service, error = %e, "could not purge idempotency keys; retrying in an hour"),
+                }
+            }
+            (format!("{service} idempotency purge"), Ok(()))
+        });
     }
 
     /// A service's routes on its listener, with `/metrics`, request metrics and the request
@@ -245,6 +288,7 @@ impl<T: Transport> Process<T> {
             let handler = Subscriber::new(db.clone(), "order-service", OrderReaction);
             self.consume("order-service", &topics, handler, services)
                 .await?;
+            self.purge_idempotency_keys("order", &db);
             let routes = http::order::router(OrderService::new(db), &self.api);
             self.listen("order", &config.order.listen, routes);
         }
@@ -255,6 +299,7 @@ impl<T: Transport> Process<T> {
             let handler = Subscriber::new(db.clone(), "payment-service", PaymentReaction);
             self.consume("payment-service", &[ORDER_EVENTS], handler, services)
                 .await?;
+            self.purge_idempotency_keys("payment", &db);
             let routes = http::payment::router(PaymentService::new(db), &self.api);
             self.listen("payment", &config.payment.listen, routes);
         }
@@ -265,6 +310,7 @@ impl<T: Transport> Process<T> {
             let handler = Subscriber::new(db.clone(), "delivery-service", DeliveryReaction);
             self.consume("delivery-service", &[PAYMENT_EVENTS], handler, services)
                 .await?;
+            self.purge_idempotency_keys("delivery", &db);
             let routes = http::delivery::router(DeliveryService::new(db), &self.api);
             self.listen("delivery", &config.delivery.listen, routes);
         }
@@ -288,13 +334,14 @@ impl<T: Transport> Process<T> {
                 ("payment", &config.payment, payment::migrations),
                 ("delivery", &config.delivery, delivery::migrations),
             ];
-            let mut probes = Router::new();
+            let mut opened = Vec::new();
             for (name, service, migrations) in outboxes {
                 let db = self.open(name, service, migrations).await?;
                 let relay = OutboxRelay::new(
                     Arc::clone(&db.outbox),
                     Arc::clone(&self.transport),
                     RelayConfig {
+                        name: name.to_owned(),
                         batch_size: config.relay.batch_size,
                         idle_poll: Duration::from_millis(config.relay.idle_poll_ms),
                         ..RelayConfig::default()
@@ -308,15 +355,17 @@ impl<T: Transport> Process<T> {
                         outcome.map_err(anyhow::Error::from),
                     )
                 });
-                if name == "order" {
-                    probes = http::operations(db);
-                }
+                opened.push(db);
             }
-            self.listen(
-                "relay",
-                &config.relay.listen,
-                probes.fallback(http::not_found),
-            );
+            // Ready when the broker and every outbox's database answer.
+            let mut probes = self.api.probes.clone();
+            let others = ["the payment database", "the delivery database"];
+            for (db, name) in opened[1..].iter().zip(others) {
+                let db = db.db.clone();
+                probes.push(Probe::new(name, move || ping(db.clone())));
+            }
+            let routes = http::operations(opened[0].clone(), &probes).fallback(http::not_found);
+            self.listen("relay", &config.relay.listen, routes);
         }
         Ok(())
     }
@@ -368,6 +417,7 @@ async fn serve<T: Transport>(
     config: &Config,
     transport: Arc<T>,
     metrics: PrometheusHandle,
+    transport_probe: Probe,
 ) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     for topic in ALL_TOPICS {
@@ -381,6 +431,7 @@ async fn serve<T: Transport>(
         transport,
         api: ApiOptions {
             bearer_token: config.http.bearer_token.clone(),
+            probes: vec![transport_probe],
         },
         metrics,
         work: CancellationToken::new(),

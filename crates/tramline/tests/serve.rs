@@ -4,10 +4,13 @@
 
 mod common;
 
-use common::serve::{client, free_address, get, order_body, post, wait_ready, Served};
+use common::serve::{
+    client, free_address, get, metric, order_body, post, wait_ready, Served, TestDir,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tramline_testkit::{Backend, TestDbs};
@@ -48,18 +51,42 @@ async fn wait_for_field(client: &reqwest::Client, view: &str, id: &str, field: &
     }
 }
 
-/// Places order `i` and drives it to its fate through the APIs, reading the view (of either
-/// view process) for the ids the services assigned; the order id.
-async fn drive(client: reqwest::Client, urls: Arc<Urls>, i: u64) -> (String, Fate) {
-    let (status, order) = post(
-        &client,
-        &format!("{}/orders", urls.order),
-        Some(&order_body(i)),
-    )
-    .await;
+/// Places order `i` and drives it to its fate through the APIs, reading the view for the ids
+/// the services assigned; the order id.
+async fn drive(
+    client: reqwest::Client,
+    urls: Arc<Urls>,
+    i: u64,
+    placed: &AtomicU64,
+) -> (String, Fate, Option<String>) {
+    // Every eighth order carries a W3C trace context the view must log when it applies it.
+    let trace = (i % 8 == 3).then(|| format!("{:032x}", 0x7e57_0000_u64 + i));
+    let mut request = client
+        .post(format!("{}/orders", urls.order))
+        .json(&order_body(i));
+    if let Some(trace) = &trace {
+        request = request.header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"));
+    }
+    let response = request.send().await.expect("POST /orders answers");
+    let status = response.status().as_u16();
+    let echoed = response
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let order: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 201, "POST /orders: {order}");
+    if let Some(trace) = &trace {
+        assert!(
+            echoed.starts_with(&format!("00-{trace}-")),
+            "traceparent answered: {echoed}"
+        );
+    }
+    placed.fetch_add(1, Ordering::Relaxed);
     let id = order["orderId"].as_str().expect("an order id").to_owned();
-    let view = &urls.views[(i % 2) as usize];
+    // The first view process: the second one is being replaced meanwhile.
+    let view = &urls.views[0];
     let fate = fate(i);
     match fate {
         Fate::Cancel => {
@@ -80,7 +107,6 @@ async fn drive(client: reqwest::Client, urls: Arc<Urls>, i: u64) -> (String, Fat
         }
     }
     if fate == Fate::Complete {
-        let view = &urls.views[((i + 1) % 2) as usize];
         let delivery = wait_for_field(&client, view, &id, "deliveryId").await;
         for step in ["start", "complete"] {
             let url = format!("{}/deliveries/{delivery}/{step}", urls.delivery);
@@ -88,7 +114,7 @@ async fn drive(client: reqwest::Client, urls: Arc<Urls>, i: u64) -> (String, Fat
             assert_eq!(status, 200, "{step}: {body}");
         }
     }
-    (id, fate)
+    (id, fate, trace)
 }
 
 struct Urls {
@@ -159,7 +185,7 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
     let dbs = TestDbs::new(Backend::MariaDb, "serve_e2e");
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = TestDir::new("serve-e2e");
     let prefix = tramline_testkit::kafka::unique_prefix("serve");
     let listen: Vec<String> = (0..6).map(|_| free_address()).collect();
     let config = write_config(
@@ -195,7 +221,7 @@ listen = "{l5}"
 idle_poll_ms = 20
 
 [log]
-level = "info"
+level = "info,tramline_orders::view=debug"
 "#,
             brokers = tramline_testkit::kafka::brokers(),
             l0 = listen[0],
@@ -216,8 +242,8 @@ level = "info"
         Served::start("delivery", "delivery", &config, &[], dir.path()),
         Served::start("relay", "relay", &config, &[], dir.path()),
         Served::start("view", "view-1", &config, &[], dir.path()),
-        Served::start("view", "view-2", &config, &second_view, dir.path()),
     ];
+    let mut view_2 = Served::start("view", "view-2", &config, &second_view, dir.path());
     let http = client();
     let bases: Vec<String> = [0, 1, 2, 5, 3, 4]
         .iter()
@@ -226,6 +252,7 @@ level = "info"
     for (process, base) in processes.iter_mut().zip(&bases) {
         wait_ready(&http, base, process).await;
     }
+    wait_ready(&http, &bases[5], &mut view_2).await;
     let urls = Arc::new(Urls {
         order: bases[0].clone(),
         payment: bases[1].clone(),
@@ -233,15 +260,45 @@ level = "info"
         views: [bases[4].clone(), bases[5].clone()],
     });
 
-    // 120 orders from 16 concurrent clients, each reading the view as it goes.
-    let orders = 120u64;
+    // 160 orders from 16 concurrent clients, each reading the view as it goes; meanwhile the
+    // second view process is stopped (SIGTERM) and a third one joins the group on its address.
+    let orders = 160u64;
+    let placed = Arc::new(AtomicU64::new(0));
+    let replaced = tokio::spawn({
+        let (http, placed, config, dir) = (
+            http.clone(),
+            Arc::clone(&placed),
+            config.clone(),
+            dir.path().to_owned(),
+        );
+        let base = bases[5].clone();
+        async move {
+            // Once it has applied events (so the group has settled with it as a member).
+            while placed.load(Ordering::Relaxed) < 40
+                || metric(&http, &base, "tramline_consumer_applied_total").await == 0.0
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            view_2.signal("TERM");
+            let status = view_2.wait(Duration::from_secs(60)).await;
+            assert!(
+                status.success(),
+                "view-2 exited with {status}:\n{}",
+                view_2.log()
+            );
+            assert!(view_2.log().contains("stopping"), "{}", view_2.log());
+            let mut view_3 = Served::start("view", "view-3", &config, &second_view, &dir);
+            wait_ready(&http, &base, &mut view_3).await;
+            view_3
+        }
+    });
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..16u64 {
-        let (http, urls) = (http.clone(), Arc::clone(&urls));
+        let (http, urls, placed) = (http.clone(), Arc::clone(&urls), Arc::clone(&placed));
         clients.spawn(async move {
             let mut driven = Vec::new();
             for i in (c..orders).step_by(16) {
-                driven.push(drive(http.clone(), Arc::clone(&urls), i).await);
+                driven.push(drive(http.clone(), Arc::clone(&urls), i, &placed).await);
             }
             driven
         });
@@ -250,11 +307,16 @@ level = "info"
     while let Some(joined) = clients.join_next().await {
         driven.extend(joined.expect("a client finished"));
     }
+    processes.push(
+        replaced
+            .await
+            .expect("the second view process was replaced"),
+    );
     assert_eq!(driven.len() as u64, orders);
 
     // Every row reaches exactly the state the services hold, in both view processes' answers.
     let deadline = Instant::now() + Duration::from_secs(120);
-    for (n, (id, fate)) in driven.iter().enumerate() {
+    for (n, (id, fate, _)) in driven.iter().enumerate() {
         let (order_status, payment_status, delivery_status) = final_statuses(*fate);
         loop {
             let view = &urls.views[n % 2];
@@ -276,7 +338,10 @@ level = "info"
     }
 
     // The list endpoint pages through the completed orders by keyset, each once.
-    let completed = driven.iter().filter(|(_, f)| *f == Fate::Complete).count();
+    let completed = driven
+        .iter()
+        .filter(|(_, f, _)| *f == Fate::Complete)
+        .count();
     let mut seen = Vec::new();
     let mut after = String::new();
     loop {
@@ -298,6 +363,37 @@ level = "info"
     unique.sort();
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (completed, completed));
+
+    // The trace context of each traced request reached the view: one of the view processes
+    // logged the events it applied for that order under the request's trace id.
+    let view_logs: String = ["view-1", "view-2", "view-3"]
+        .iter()
+        .map(|v| std::fs::read_to_string(dir.path().join(format!("{v}.log"))).unwrap_or_default())
+        .collect();
+    for (id, _, trace) in &driven {
+        if let Some(trace) = trace {
+            assert!(
+                view_logs
+                    .lines()
+                    .any(|l| l.contains(trace.as_str()) && l.contains(id.as_str())),
+                "no view log line for order {id} with trace id {trace}"
+            );
+        }
+    }
+
+    // Each process exposes its part of the picture at /metrics.
+    let relay = &bases[3];
+    assert!(metric(&http, relay, "tramline_relay_published_total").await > 0.0);
+    assert!(metric(&http, relay, "tramline_relay_batch_size_count").await > 0.0);
+    let view = &urls.views[0];
+    for name in [
+        "tramline_consumer_applied_total",
+        "tramline_consumer_event_age_seconds_count",
+        "tramline_consumer_commit_latency_seconds_count",
+    ] {
+        assert!(metric(&http, view, name).await > 0.0, "{name} missing");
+    }
+    assert!(metric(&http, &urls.order, "tramline_http_requests_total").await >= orders as f64);
 
     for process in &processes {
         process.signal("TERM");
@@ -492,7 +588,7 @@ async fn view_rows(http: &reqwest::Client, view: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = TestDir::new("serve-all");
     let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
     let config = all_in_one(dir.path(), &listen);
     let mut process = Served::start("all", "all", &config, &[], dir.path());
@@ -510,7 +606,7 @@ async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_signal_exits_at_once_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = TestDir::new("serve-all");
     let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
     let config = all_in_one(dir.path(), &listen);
     let mut process = Served::start("all", "all", &config, &[], dir.path());

@@ -23,6 +23,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use problem::Problem;
 use serde::Serialize;
+use std::future::Future;
 use std::sync::Arc;
 
 /// What `/health` and `/ready` answer.
@@ -39,32 +40,80 @@ pub async fn health() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Readiness: the service's database answers.
+/// Readiness: the service's database answers, and so does everything else it needs (the
+/// broker, other databases: [`ApiOptions::probes`]).
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "ready", body = Status),
-        (status = 503, description = "the database does not answer", body = Problem, content_type = "application/problem+json")))]
-pub async fn ready(State(db): State<ServiceDb>) -> Result<Json<Status>, Problem> {
-    let ping = db.db.stmt("SELECT 1");
-    match db.db.fetch_i64(&ping, "ready", "ping").await {
-        Ok(_) => Ok(Json(Status { status: "ok" })),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the service's database does not answer",
-            ))
+        (status = 503, description = "the database or the broker does not answer", body = Problem, content_type = "application/problem+json")))]
+pub async fn ready(State(readiness): State<Readiness>) -> Result<Json<Status>, Problem> {
+    let unavailable = |what: &str| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} does not answer"),
+        )
+    };
+    let ping = readiness.db.db.stmt("SELECT 1");
+    if let Err(e) = readiness.db.db.fetch_i64(&ping, "ready", "ping").await {
+        tracing::warn!(error = %e, "not ready");
+        return Err(unavailable("the service's database"));
+    }
+    for probe in readiness.probes.iter() {
+        if let Err(e) = (probe.check)().await {
+            tracing::warn!(error = %e, probe = probe.name, "not ready");
+            return Err(unavailable(probe.name));
+        }
+    }
+    Ok(Json(Status { status: "ok" }))
+}
+
+/// What `/ready` checks.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    db: ServiceDb,
+    probes: Arc<[Probe]>,
+}
+
+/// The future a [`Probe`] runs: `Err` says why the dependency is not usable.
+pub type ProbeFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One more thing `/ready` checks besides the service's database, e.g. that the broker answers.
+#[derive(Clone)]
+pub struct Probe {
+    name: &'static str,
+    check: Arc<dyn Fn() -> ProbeFuture + Send + Sync>,
+}
+
+impl Probe {
+    /// A check named `name` (said in the 503 when it fails, e.g. "the Kafka brokers").
+    pub fn new<F, Fut>(name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Probe {
+            name,
+            check: Arc::new(move || Box::pin(check())),
         }
     }
 }
 
-/// `/health` and `/ready` for a service on `db`.
-pub fn operations(db: ServiceDb) -> Router {
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe").field("name", &self.name).finish()
+    }
+}
+
+/// `/health` and `/ready` for a service on `db`, `/ready` also running `probes`.
+pub fn operations(db: ServiceDb, probes: &[Probe]) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(db)
+        .with_state(Readiness {
+            db,
+            probes: probes.into(),
+        })
 }
 
 /// What every service's API shares.
@@ -73,6 +122,8 @@ pub struct ApiOptions {
     /// When set, commands (every POST) require `Authorization: Bearer <token>`; reads, the
     /// OpenAPI document and the health checks stay open.
     pub bearer_token: Option<String>,
+    /// What `/ready` checks besides the service's database (the broker, …).
+    pub probes: Vec<Probe>,
 }
 
 /// A service's `routes` with its OpenAPI document at `/openapi.json`, `/health`, `/ready`, and
@@ -99,7 +150,7 @@ pub fn service(
             "/openapi.json",
             get(move || std::future::ready(Json(document.clone()))),
         )
-        .merge(operations(db))
+        .merge(operations(db, &options.probes))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(trace::propagate))
 }

@@ -174,3 +174,51 @@ pub fn order_body(i: u64) -> Value {
         "shippingAddress": format!("{} Tram Street", i + 1),
     })
 }
+
+/// A test's directory (config, process logs, SQLite files), kept and named when the test
+/// fails so the processes' logs can be read.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    /// A new directory named after `test`.
+    pub fn new(test: &str) -> TestDir {
+        TestDir(
+            tempfile::Builder::new()
+                .prefix(&format!("tramline-{test}-"))
+                .tempdir()
+                .expect("a temporary directory"),
+        )
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!(
+                "the processes' logs are kept in {}",
+                self.0.path().display()
+            );
+        }
+    }
+}
+
+/// The sum of every series of metric `name` in `GET <base>/metrics` (0 when absent).
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0.0,
+    };
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
