@@ -473,6 +473,13 @@ async fn serve<T: Transport>(
             std::process::exit(130);
         }
     };
+    if stopped.is_err() {
+        // Past the deadline: cut the rest short (their transactions roll back, their
+        // records are redelivered) so the databases can close.
+        servers.abort_all();
+        process.tasks.abort_all();
+        while process.tasks.join_next().await.is_some() {}
+    }
     for (_, db) in &process.opened {
         db.db.close().await;
     }

@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +32,8 @@ pub fn init_service_logs(config: &LogConfig) -> anyhow::Result<()> {
         .with_context(|| format!("log.level {:?} is not a log filter", config.level))?;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files or log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     let installed = match config.format {
         LogFormat::Human => builder.try_init(),
