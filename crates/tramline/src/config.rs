@@ -57,6 +57,10 @@ pub struct TransportConfig {
     pub topic_prefix: String,
     /// Prefix of Kafka consumer group ids.
     pub group_prefix: String,
+    /// A consumer that has not been heard of for this long leaves its group and its
+    /// partitions move to the others (s); Kafka's classic default, so a killed view process
+    /// is replaced quickly.
+    pub session_timeout_secs: u64,
     /// librdkafka properties, e.g. `"linger.ms" = 20`.
     #[serde(deserialize_with = "properties")]
     pub kafka: BTreeMap<String, String>,
@@ -119,8 +123,10 @@ pub struct ViewConfig {
     pub listen: String,
     /// Its database.
     pub database_url: String,
-    /// Connections of its pool.
+    /// Connections of the projection's pool.
     pub pool_size: Option<u32>,
+    /// Connections of the query API's own pool, so readers never starve the projection.
+    pub query_pool_size: u32,
     /// Concurrent lanes applying events.
     pub consumers: usize,
     /// Its consumer group; view processes of one group share the partitions.
@@ -215,6 +221,7 @@ impl Default for TransportConfig {
             partitions: 8,
             topic_prefix: String::new(),
             group_prefix: String::new(),
+            session_timeout_secs: 10,
             kafka: BTreeMap::new(),
         }
     }
@@ -226,6 +233,7 @@ impl Default for ViewConfig {
             listen: "127.0.0.1:8084".into(),
             database_url: "sqlite://tramline-data/view.db".into(),
             pool_size: None,
+            query_pool_size: 4,
             consumers: 3,
             group: "order-status-view".into(),
         }
@@ -384,11 +392,20 @@ impl Config {
                 problem(path, e.to_string());
             }
         }
+        if !(1..=3600).contains(&self.transport.session_timeout_secs) {
+            problem(
+                "transport.session_timeout_secs",
+                "must be between 1 and 3600".into(),
+            );
+        }
         if self.transport.partitions < 1 {
             problem("transport.partitions", "must be at least 1".into());
         }
         if self.transport.kind == TransportKind::Kafka && self.transport.brokers.trim().is_empty() {
             problem("transport.brokers", "required with kind = \"kafka\"".into());
+        }
+        if self.view.query_pool_size == 0 {
+            problem("view.query_pool_size", "must be at least 1".into());
         }
         if self.view.consumers == 0 {
             problem("view.consumers", "must be at least 1".into());

@@ -136,6 +136,7 @@ fn kafka_config(config: &Config) -> KafkaConfig {
     let mut kafka = KafkaConfig::new(&t.brokers);
     kafka.topic_prefix = t.topic_prefix.clone();
     kafka.group_prefix = t.group_prefix.clone();
+    kafka.session_timeout = Duration::from_secs(t.session_timeout_secs);
     kafka
         .properties
         .extend(t.kafka.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -325,7 +326,16 @@ impl<T: Transport> Process<T> {
             let handler = Subscriber::new(db.clone(), &group, OrderStatusProjection::default());
             self.consume(&group, &ALL_TOPICS, handler, config.view.consumers)
                 .await?;
-            let routes = http::view::router(OrderStatusQuery::new(db), &self.api);
+            // The query API reads through a pool of its own, so a crowd of readers never
+            // takes the connections the projection needs to keep up.
+            let queries = ServiceConfig {
+                pool_size: Some(config.view.query_pool_size),
+                ..view
+            };
+            let queries = self
+                .open("view queries", &queries, view::migrations)
+                .await?;
+            let routes = http::view::router(OrderStatusQuery::new(queries), &self.api);
             self.listen("view", &config.view.listen, routes);
         }
         if role.runs(Role::Relay) {
