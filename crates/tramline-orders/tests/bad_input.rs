@@ -171,6 +171,47 @@ async fn an_invalid_command_is_refused_and_writes_nothing(backend: Backend) {
     assert_eq!(orders.db().outbox.backlog().await.expect("readable"), 0);
 }
 
+/// The longest values the API documents are stored as they are on every database (the
+/// columns count characters, four-byte ones too); control characters, which PostgreSQL cannot
+/// store (NUL), are refused as invalid rather than failing in the store.
+async fn the_documented_text_limits_hold_in_every_store(backend: Backend) {
+    let dbs = TestDbs::new(backend, "text-limits");
+    let orders = order_service(&dbs).await;
+    let mut cmd = command(1);
+    cmd.customer_id = "🚋".repeat(255);
+    cmd.product_id = "é".repeat(255);
+    cmd.shipping_address = format!("{}\r\n\t{}", "街".repeat(200), "街".repeat(308));
+    let placed = orders
+        .create(cmd.clone())
+        .await
+        .expect("the longest values are stored");
+    let read = orders.get(&placed.order_id).await.expect("readable");
+    assert_eq!(
+        (read.customer_id, read.product_id, read.shipping_address),
+        (cmd.customer_id, cmd.product_id, cmd.shipping_address)
+    );
+    for (field, value) in [
+        ("customerId", "c\u{0}1"),
+        ("productId", "p\u{85}"),
+        ("shippingAddress", "1 Tram Street\u{7}"),
+    ] {
+        let mut cmd = command(2);
+        match field {
+            "customerId" => cmd.customer_id = value.into(),
+            "productId" => cmd.product_id = value.into(),
+            _ => cmd.shipping_address = value.into(),
+        }
+        let err = orders.create(cmd).await.expect_err("a control character");
+        assert!(
+            matches!(err, OrderSystemError::Invalid { field: f, .. } if f == field),
+            "{field}: {err}"
+        );
+    }
+    let mut too_long = command(3);
+    too_long.customer_id = "c".repeat(256);
+    assert!(orders.create(too_long).await.is_err());
+}
+
 async fn an_illegal_transition_is_refused_and_emits_nothing(backend: Backend) {
     let dbs = TestDbs::new(backend, "illegal-transition");
     let orders = order_service(&dbs).await;
@@ -257,6 +298,7 @@ on_every_database!(
     a_poison_message_is_refused_with_a_typed_error_and_changes_nothing,
     the_runtime_parks_poison_and_applies_everything_around_it,
     an_invalid_command_is_refused_and_writes_nothing,
+    the_documented_text_limits_hold_in_every_store,
     an_illegal_transition_is_refused_and_emits_nothing,
     a_failed_batch_leaves_no_dedupe_record_so_its_redelivery_applies,
 );

@@ -127,3 +127,35 @@ async fn the_openapi_document_matches_the_routes() {
     )
     .await;
 }
+
+/// The statuses the documents list are the spellings the APIs answer and accept.
+#[test]
+fn the_documented_statuses_are_the_ones_on_the_wire() {
+    use tramline_orders::domain::delivery::DeliveryStatus;
+    use tramline_orders::domain::order::OrderStatus;
+    use tramline_orders::domain::payment::PaymentStatus;
+    use utoipa::OpenApi;
+    let document =
+        serde_json::to_value(tramline_orders::http::view::ViewApi::openapi()).expect("a document");
+    let documented = |name: &str| -> Vec<String> {
+        document["components"]["schemas"][name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no enum in {document}"))
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let spelled = |all: Vec<&str>| all.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        documented("OrderStatus"),
+        spelled(OrderStatus::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        documented("PaymentStatus"),
+        spelled(PaymentStatus::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        documented("DeliveryStatus"),
+        spelled(DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect())
+    );
+}

@@ -6,9 +6,11 @@ pub mod order;
 pub mod payment;
 
 /// Declares a closed set of names (statuses, event types) with their exact spelling in code,
-/// SQL and JSON, and parsing back from it.
+/// SQL and JSON (and the OpenAPI documents), and parsing back from it. The spelling is taken
+/// as a token tree, not a `literal` fragment: utoipa does not see through the invisible group
+/// a `literal` fragment is wrapped in, and documented the variants' Rust names instead.
 macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {

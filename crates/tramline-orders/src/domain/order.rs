@@ -46,32 +46,91 @@ named_enum! {
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrder {
     /// Who orders.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub customer_id: String,
     /// What is ordered.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub product_id: String,
     /// How many.
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
     /// Total price in cents (integer, never floating point).
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     pub amount_cents: i64,
-    /// Where to deliver.
+    /// Where to deliver (several lines allowed).
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub shipping_address: String,
 }
 
-/// Longest accepted text field, in bytes.
+/// An integer as JSON Schema's `integer` means it: any JSON number without a fractional part
+/// (`269.0` too, which some clients write), within `i64`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
+    struct Whole;
+    impl serde::de::Visitor<'_> for Whole {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<i64, E> {
+            // 2^63 is exactly representable; anything at or beyond it is out of range.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                Ok(v as i64)
+            } else {
+                Err(E::custom(format!("{v} is not a whole number in range")))
+            }
+        }
+    }
+    d.deserialize_any(Whole)
+}
+
+/// Longest accepted identifier (customer, product), in characters: what the columns hold, and
+/// what JSON Schema's `maxLength` counts.
+pub const MAX_ID: usize = 255;
+/// Longest accepted shipping address, in characters.
 pub const MAX_TEXT: usize = 512;
 
-fn check_text(field: &'static str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(OrderSystemError::Invalid {
-            field,
-            reason: "must not be empty".into(),
-        });
+/// Whitespace as the OpenAPI document's pattern (an ECMAScript regex) means `\s`: Unicode's
+/// white space plus U+FEFF (U+0085, white space to Unicode only, is a control character and
+/// refused as such).
+fn blank(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// A text field: some non-blank character, no control characters (PostgreSQL cannot store
+/// NUL, and none belongs in an id) but line breaks and tabs where `lines` allows them, at most
+/// `max` characters.
+fn check_text(field: &'static str, value: &str, max: usize, lines: bool) -> Result<()> {
+    let invalid = |reason: String| Err(OrderSystemError::Invalid { field, reason });
+    let allowed = |c: char| lines && matches!(c, '\t' | '\n' | '\r');
+    if value.chars().any(|c| c.is_control() && !allowed(c)) {
+        return invalid("must not contain control characters".into());
     }
-    if value.len() > MAX_TEXT {
-        return Err(OrderSystemError::Invalid {
-            field,
-            reason: format!("must be at most {MAX_TEXT} bytes"),
-        });
+    if value.chars().all(blank) {
+        return invalid("must not be empty".into());
+    }
+    if value.chars().count() > max {
+        return invalid(format!("must be at most {max} characters"));
     }
     Ok(())
 }
@@ -79,9 +138,9 @@ fn check_text(field: &'static str, value: &str) -> Result<()> {
 impl CreateOrder {
     /// Checks every value; the first invalid one is reported.
     pub fn validate(&self) -> Result<()> {
-        check_text("customerId", &self.customer_id)?;
-        check_text("productId", &self.product_id)?;
-        check_text("shippingAddress", &self.shipping_address)?;
+        check_text("customerId", &self.customer_id, MAX_ID, false)?;
+        check_text("productId", &self.product_id, MAX_ID, false)?;
+        check_text("shippingAddress", &self.shipping_address, MAX_TEXT, true)?;
         if !(1..=10_000).contains(&self.quantity) {
             return Err(OrderSystemError::Invalid {
                 field: "quantity",
@@ -198,6 +257,22 @@ mod tests {
     fn given_nothing_when_created_then_pending_version_1() {
         let o = placed();
         assert_eq!((o.status, o.version), (OrderStatus::Pending, 1));
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_integers() {
+        let parse = |quantity: &str| {
+            serde_json::from_str::<CreateOrder>(&format!(
+                r#"{{"customerId":"c","productId":"p","quantity":{quantity},"amountCents":1,"shippingAddress":"a"}}"#
+            ))
+            .map(|c| c.quantity)
+        };
+        assert_eq!(parse("269").ok(), Some(269));
+        assert_eq!(parse("269.0").ok(), Some(269));
+        assert_eq!(parse("-3e2").ok(), Some(-300));
+        for refused in ["2.5", "1e300", "9223372036854775808", "\"3\"", "null"] {
+            assert!(parse(refused).is_err(), "{refused} accepted");
+        }
     }
 
     #[test]

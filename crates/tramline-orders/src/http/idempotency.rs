@@ -54,6 +54,7 @@ pub struct IdempotencyKey(
     /// path, body) within 24 h gets the first response again (with `Idempotent-Replayed:
     /// true`) without running the command again; with another request it is refused (422).
     /// 1 to 255 visible ASCII characters, e.g. a UUID.
+    #[param(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub Option<String>,
 );
 
@@ -80,6 +81,10 @@ where
 
 /// The layer: validate the key, replay or refuse a recorded one, else run under a claim.
 async fn run_once(State(route): State<Route>, request: Request, next: Next) -> Response {
+    // Only the command itself: another method gets the router's 405, whatever its headers.
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
     let key = match key_of(request.headers()) {
         Ok(Some(key)) => key,
         Ok(None) => return next.run(request).await,

@@ -25,7 +25,15 @@ pub const MAX_LIMIT: u32 = 1000;
         description = "One denormalized row per order: the order, its payment and its delivery."
     ),
     paths(get_order_status, list_order_status, super::health, super::ready),
-    components(schemas(OrderStatusRow, OrderStatusPage, Problem, super::Status))
+    components(schemas(
+        OrderStatusRow,
+        OrderStatusPage,
+        OrderStatus,
+        PaymentStatus,
+        DeliveryStatus,
+        Problem,
+        super::Status
+    ))
 )]
 pub struct ViewApi;
 
@@ -45,6 +53,7 @@ pub struct ListParams {
     /// The `next` cursor of the previous page; the first page without it.
     after: Option<String>,
     /// Rows per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

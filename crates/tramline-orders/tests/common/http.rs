@@ -94,6 +94,7 @@ pub async fn assert_documented_routes(
         doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
         "{doc}"
     );
+    assert_references_resolve(&doc, &doc);
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
         for method in ops.as_object().expect("operations").keys() {
@@ -119,5 +120,29 @@ pub async fn assert_documented_routes(
             !(s == StatusCode::NOT_FOUND && b["detail"] == "no such resource"),
             "{method} {uri} is documented but not routed"
         );
+    }
+}
+
+/// Every `$ref` in `value` names a schema the document `doc` holds (a client generator or a
+/// fuzzer cannot use a document whose references dangle).
+fn assert_references_resolve(doc: &Value, value: &Value) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                if key == "$ref" {
+                    let target = field.as_str().expect("a $ref is a string");
+                    let name = target
+                        .strip_prefix("#/components/schemas/")
+                        .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+                    assert!(
+                        doc["components"]["schemas"].get(name).is_some(),
+                        "$ref {target} does not resolve"
+                    );
+                }
+                assert_references_resolve(doc, field);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| assert_references_resolve(doc, i)),
+        _ => {}
     }
 }
