@@ -40,6 +40,7 @@ use tramline_orders::services::{Migrations, ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
+use utoipa::OpenApi;
 
 /// Options of `tramline serve`.
 #[derive(Debug, clap::Args)]
@@ -374,7 +375,12 @@ impl<T: Transport> Process<T> {
                 let db = db.db.clone();
                 probes.push(Probe::new(name, move || ping(db.clone())));
             }
-            let routes = http::operations(opened[0].clone(), &probes).fallback(http::not_found);
+            let options = ApiOptions {
+                bearer_token: None,
+                probes,
+            };
+            let document = http::OperationsApi::openapi();
+            let routes = http::service(Router::new(), document, opened[0].clone(), &options);
             self.listen("relay", &config.relay.listen, routes);
         }
         Ok(())

@@ -596,6 +596,21 @@ async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
     let order = format!("http://{}", listen[0]);
     wait_ready(&http, &order, &mut process).await;
     wait_ready(&http, &format!("http://{}", listen[3]), &mut process).await;
+    // Every listener, the relay's too, documents itself and answers /metrics.
+    for address in &listen {
+        let (status, document) = get(&http, &format!("http://{address}/openapi.json")).await;
+        assert_eq!(status, 200, "{address}");
+        assert!(document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")));
+        assert!(document["paths"]["/ready"].is_object(), "{document}");
+        let metrics = http
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .expect("/metrics answers");
+        assert_eq!(metrics.status(), 200);
+    }
     let (status, took, accepted) = signal_under_load(&mut process, &order, 2000, &["TERM"]).await;
     let log = process.log();
     assert!(status.success(), "exit {status}:\n{log}");

@@ -116,6 +116,19 @@ pub fn operations(db: ServiceDb, probes: &[Probe]) -> Router {
         })
 }
 
+/// The OpenAPI document of a process without an API of its own (the relay): its health
+/// checks only.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "tramline relay",
+        description = "Publishes the services' outboxes; only its health checks are served."
+    ),
+    paths(health, ready),
+    components(schemas(Status, Problem))
+)]
+pub struct OperationsApi;
+
 /// What every service's API shares.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
