@@ -8,9 +8,9 @@ mod common;
 
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::Router;
-use common::http::{assert_problem, send, send_with};
+use common::http::{assert_problem, order_body, send, send_with};
 use common::{completed_history, records};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::Barrier;
 use tramline_core::ports::Handler;
@@ -36,17 +36,6 @@ async fn order_app(dbs: &TestDbs) -> (ServiceDb, Router) {
     let app =
         tramline_orders::http::order::router(OrderService::new(db.clone()), &ApiOptions::default());
     (db, app)
-}
-
-fn order_body(customer: &str) -> String {
-    json!({
-        "customerId": customer,
-        "productId": "product-7",
-        "quantity": 2,
-        "amountCents": 3998,
-        "shippingAddress": "1 Tram Street"
-    })
-    .to_string()
 }
 
 async fn count(db: &ServiceDb, table: &str) -> i64 {

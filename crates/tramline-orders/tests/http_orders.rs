@@ -6,8 +6,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use common::http::{assert_documented_routes, assert_problem, send};
-use serde_json::json;
+use common::http::{assert_documented_routes, assert_problem, order_body, send};
 use tower::ServiceExt;
 use tramline_orders::http::order::router;
 use tramline_orders::http::{ApiOptions, Probe};
@@ -32,14 +31,7 @@ async fn app_with(dbs: &TestDbs, options: &ApiOptions) -> Router {
 }
 
 fn valid_order() -> String {
-    json!({
-        "customerId": "customer-1",
-        "productId": "product-7",
-        "quantity": 2,
-        "amountCents": 3998,
-        "shippingAddress": "1 Tram Street"
-    })
-    .to_string()
+    order_body("customer-1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

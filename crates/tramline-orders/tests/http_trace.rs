@@ -7,8 +7,7 @@ mod common;
 
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::Router;
-use common::http::{send, send_with};
-use serde_json::json;
+use common::http::{order_body, send, send_with};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,17 +39,6 @@ async fn order_app(dbs: &TestDbs, layout: OutboxLayout) -> (ServiceDb, Router) {
     let app =
         tramline_orders::http::order::router(OrderService::new(db.clone()), &ApiOptions::default());
     (db, app)
-}
-
-fn order_body() -> String {
-    json!({
-        "customerId": "customer-1",
-        "productId": "product-7",
-        "quantity": 2,
-        "amountCents": 3998,
-        "shippingAddress": "1 Tram Street"
-    })
-    .to_string()
 }
 
 /// The response's `traceparent`, checked to be valid.
@@ -115,7 +103,7 @@ async fn a_request_is_followed_from_its_caller_to_the_view(backend: Backend) {
         &app,
         Method::POST,
         "/orders",
-        Some(&order_body()),
+        Some(&order_body("customer-1")),
         &[(TRACEPARENT, INCOMING), (TRACESTATE, "congo=t61rcWkgMzE")],
     )
     .await;
@@ -206,8 +194,14 @@ async fn an_invalid_or_missing_traceparent_starts_a_new_trace(backend: Backend) 
         if let Some(value) = incoming {
             headers.push((TRACEPARENT, value));
         }
-        let (s, h, b) =
-            send_with(&app, Method::POST, "/orders", Some(&order_body()), &headers).await;
+        let (s, h, b) = send_with(
+            &app,
+            Method::POST,
+            "/orders",
+            Some(&order_body("customer-1")),
+            &headers,
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let ours = traceparent_of(&h);
         let trace_id = parse_traceparent(&ours).expect("valid").trace_id.to_owned();
@@ -251,7 +245,7 @@ async fn trace_headers_survive_eventuate_messages(backend: Backend) {
         &app,
         Method::POST,
         "/orders",
-        Some(&order_body()),
+        Some(&order_body("customer-1")),
         &[(TRACEPARENT, INCOMING), (TRACESTATE, "congo=1")],
     )
     .await;

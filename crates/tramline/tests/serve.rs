@@ -176,7 +176,23 @@ fn final_statuses(fate: Fate) -> (&'static str, &'static str, Option<&'static st
     }
 }
 
-fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+/// Writes a `tramline serve` configuration: the `[transport]` section's lines; the order,
+/// payment, delivery and view services' listeners (`listen[0..4]`) and databases; the relay's
+/// listener (`listen[4]`) and its further lines; then `extra` sections.
+fn write_config(
+    dir: &Path,
+    transport: &str,
+    listen: &[String],
+    databases: [String; 4],
+    relay: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let mut text = format!("[transport]\n{transport}\n");
+    let roles = ["order", "payment", "delivery", "view"];
+    for ((role, url), address) in roles.iter().zip(databases).zip(listen) {
+        text += &format!("[{role}]\nlisten = \"{address}\"\ndatabase_url = \"{url}\"\n");
+    }
+    text += &format!("[relay]\nlisten = \"{}\"\n{relay}\n{extra}", listen[4]);
     let path = dir.join("tramline.toml");
     std::fs::write(&path, text).expect("the config file is written");
     path
@@ -188,54 +204,25 @@ async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
     let dir = TestDir::new("serve-e2e");
     let prefix = tramline_testkit::kafka::unique_prefix("serve");
     let listen: Vec<String> = (0..6).map(|_| free_address()).collect();
+    let transport = format!(
+        "kind = \"kafka\"\nbrokers = \"{}\"\npartitions = 4\ntopic_prefix = \"{prefix}\"\ngroup_prefix = \"{prefix}\"",
+        tramline_testkit::kafka::brokers()
+    );
+    let databases = [
+        dbs.url("order").await,
+        dbs.url("payment").await,
+        dbs.url("delivery").await,
+        dbs.url("view").await,
+    ];
     let config = write_config(
         dir.path(),
-        &format!(
-            r#"
-[transport]
-kind = "kafka"
-brokers = "{brokers}"
-partitions = 4
-topic_prefix = "{prefix}"
-group_prefix = "{prefix}"
-
-[order]
-listen = "{l0}"
-database_url = "{order}"
-
-[payment]
-listen = "{l1}"
-database_url = "{payment}"
-
-[delivery]
-listen = "{l2}"
-database_url = "{delivery}"
-
-[view]
-listen = "{l3}"
-database_url = "{view}"
-consumers = 3
-
-[relay]
-listen = "{l5}"
-idle_poll_ms = 20
-
-[log]
-level = "info,tramline_orders::view=debug"
-"#,
-            brokers = tramline_testkit::kafka::brokers(),
-            l0 = listen[0],
-            l1 = listen[1],
-            l2 = listen[2],
-            l3 = listen[3],
-            l5 = listen[5],
-            order = dbs.url("order").await,
-            payment = dbs.url("payment").await,
-            delivery = dbs.url("delivery").await,
-            view = dbs.url("view").await,
-        ),
+        &transport,
+        &listen,
+        databases,
+        "idle_poll_ms = 20",
+        "[log]\nlevel = \"info,tramline_orders::view=debug\"\n",
     );
-    let second_view = [("TRAMLINE_VIEW__LISTEN", listen[4].clone())];
+    let second_view = [("TRAMLINE_VIEW__LISTEN", listen[5].clone())];
     let mut processes = vec![
         Served::start("order", "order", &config, &[], dir.path()),
         Served::start("payment", "payment", &config, &[], dir.path()),
@@ -245,7 +232,7 @@ level = "info,tramline_orders::view=debug"
     ];
     let mut view_2 = Served::start("view", "view-2", &config, &second_view, dir.path());
     let http = client();
-    let bases: Vec<String> = [0, 1, 2, 5, 3, 4]
+    let bases: Vec<String> = [0, 1, 2, 4, 3, 5]
         .iter()
         .map(|&i| format!("http://{}", listen[i]))
         .collect();
@@ -415,39 +402,13 @@ fn all_in_one(dir: &Path, listen: &[String]) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
-            r#"
-[transport]
-kind = "log"
-log_url = "{log}"
-partitions = 4
-[order]
-listen = "{l0}"
-database_url = "{order}"
-[payment]
-listen = "{l1}"
-database_url = "{payment}"
-[delivery]
-listen = "{l2}"
-database_url = "{delivery}"
-[view]
-listen = "{l3}"
-database_url = "{view}"
-[relay]
-listen = "{l4}"
-[shutdown]
-deadline_secs = 30
-"#,
-            log = db("log"),
-            order = db("order"),
-            payment = db("payment"),
-            delivery = db("delivery"),
-            view = db("view"),
-            l0 = listen[0],
-            l1 = listen[1],
-            l2 = listen[2],
-            l3 = listen[3],
-            l4 = listen[4],
+            "kind = \"log\"\nlog_url = \"{}\"\npartitions = 4",
+            db("log")
         ),
+        listen,
+        [db("order"), db("payment"), db("delivery"), db("view")],
+        "",
+        "[shutdown]\ndeadline_secs = 30\n",
     )
 }
 

@@ -146,3 +146,15 @@ fn assert_references_resolve(doc: &Value, value: &Value) {
         _ => {}
     }
 }
+
+/// A valid `POST /orders` body for `customer`.
+pub fn order_body(customer: &str) -> String {
+    serde_json::json!({
+        "customerId": customer,
+        "productId": "product-7",
+        "quantity": 2,
+        "amountCents": 3998,
+        "shippingAddress": "1 Tram Street"
+    })
+    .to_string()
+}
