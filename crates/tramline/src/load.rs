@@ -33,6 +33,10 @@ pub struct LoadArgs {
     /// Concurrent clients, each placing one order at a time.
     #[arg(long, default_value_t = 32)]
     clients: u64,
+    /// Orders per second across all clients (0: as fast as the clients go). A rate the
+    /// system sustains measures the view's latency rather than its backlog.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Watch every N-th order until it shows in the view (0: none). Watching many orders of
     /// a lagging view loads it with reads and slows it down: keep this sparse.
     #[arg(long, default_value_t = 100)]
@@ -56,6 +60,8 @@ pub struct LoadArgs {
 struct Report {
     orders: u64,
     clients: u64,
+    /// The requested rate (0: unlimited).
+    rate: f64,
     accepted: u64,
     failed: u64,
     elapsed_ms: u64,
@@ -146,6 +152,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.clients == 0 || args.orders == 0 {
         bail!("--clients and --orders must be at least 1");
     }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a number of orders per second (0: unlimited)");
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients as usize * 2)
         .timeout(Duration::from_secs(30))
@@ -207,13 +216,18 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let failed = Arc::clone(&failed);
         let create_ms = Arc::clone(&create_ms);
         let watch_tx = watch_tx.clone();
-        let (orders, sample) = (args.orders, args.sample);
+        let (orders, sample, rate) = (args.orders, args.sample, args.rate);
         clients.spawn(async move {
             let mut mine = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= orders {
                     break;
+                }
+                if rate > 0.0 {
+                    // The i-th order's slot on the schedule.
+                    let slot = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(slot.into()).await;
                 }
                 let mut request = client.post(&url).json(&order(i));
                 if let Some(token) = &token {
@@ -267,6 +281,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let report = Report {
         orders: args.orders,
         clients: args.clients,
+        rate: args.rate,
         accepted,
         failed: failed.load(Ordering::Relaxed),
         elapsed_ms: elapsed.as_millis() as u64,
