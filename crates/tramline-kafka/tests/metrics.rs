@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Applied, Handler, Transport};
@@ -13,24 +12,15 @@ use tramline_core::telemetry as names;
 use tramline_core::{Envelope, Error, Record};
 use tramline_kafka::KafkaTransport;
 use tramline_testkit::recorder::{counter, gauge, histogram};
-use tramline_testkit::{kafka, wait_until, RunningConsumer};
+use tramline_testkit::{kafka, wait_until, RunningConsumer, SeenIds};
 
 /// Applies each message id once.
 #[derive(Default)]
-struct Once(Mutex<HashSet<uuid::Uuid>>);
+struct Once(SeenIds);
 
 impl Handler for Once {
     async fn apply(&self, batch: &[Record]) -> Result<Applied, Error> {
-        let mut seen = self.0.lock().expect("not poisoned");
-        let mut out = Applied::default();
-        for r in batch {
-            if seen.insert(r.envelope.id) {
-                out.applied += 1;
-            } else {
-                out.duplicates += 1;
-            }
-        }
-        Ok(out)
+        Ok(self.0.count(batch))
     }
 
     async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {

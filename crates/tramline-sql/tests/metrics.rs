@@ -5,7 +5,6 @@
 //! The recorder (`tramline_testkit::recorder`) is read without resetting anything; it is
 //! installed once per process, and each test uses outbox and group names of its own.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use tramline_core::telemetry as names;
 use tramline_core::{Envelope, Error, Record, RetryCause};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlLog, SqlOutbox};
 use tramline_testkit::recorder::{counter, gauge, histogram};
-use tramline_testkit::{on_every_database, Backend, RunningConsumer, TestDbs};
+use tramline_testkit::{on_every_database, Backend, RunningConsumer, SeenIds, TestDbs};
 
 async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {
     tramline_testkit::wait_until(what, Duration::from_secs(30), done).await
@@ -30,7 +29,7 @@ async fn wait_until(what: &str, done: impl AsyncFnMut() -> bool) {
 /// not numbers (poison), and parks them.
 #[derive(Default)]
 struct Applier {
-    seen: Mutex<HashSet<uuid::Uuid>>,
+    seen: SeenIds,
     transient: AtomicU32,
     parked: Mutex<Vec<uuid::Uuid>>,
 }
@@ -55,16 +54,7 @@ impl Handler for Applier {
                 .parse::<u64>()
                 .map_err(|e| Error::poison(&r.envelope, e))?;
         }
-        let mut seen = self.seen.lock().expect("not poisoned");
-        let mut out = Applied::default();
-        for r in batch {
-            if seen.insert(r.envelope.id) {
-                out.applied += 1;
-            } else {
-                out.duplicates += 1;
-            }
-        }
-        Ok(out)
+        Ok(self.seen.count(batch))
     }
 
     async fn park(&self, record: &Record, _reason: &Error) -> Result<(), Error> {

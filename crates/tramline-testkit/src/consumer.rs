@@ -52,3 +52,25 @@ impl RunningConsumer {
         self.stats
     }
 }
+
+/// The message ids a test handler has applied: the dedupe a real handler keeps in its inbox,
+/// kept in memory.
+#[derive(Debug, Default)]
+pub struct SeenIds(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl SeenIds {
+    /// Counts `batch` as a handler would: each id not seen before applied, the others
+    /// duplicates.
+    pub fn count(&self, batch: &[tramline_core::Record]) -> tramline_core::ports::Applied {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = tramline_core::ports::Applied::default();
+        for r in batch {
+            if seen.insert(r.envelope.id.to_string()) {
+                out.applied += 1;
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        out
+    }
+}

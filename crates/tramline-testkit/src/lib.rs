@@ -14,7 +14,7 @@ mod databases;
 pub mod kafka;
 pub mod recorder;
 
-pub use consumer::RunningConsumer;
+pub use consumer::{RunningConsumer, SeenIds};
 pub use databases::{Backend, TestDbs};
 
 use rand::rngs::StdRng;
