@@ -547,16 +547,25 @@ async fn view_rows(http: &reqwest::Client, view: &str) -> Vec<Value> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
+/// `serve all` on SQLite files and the log, every listener ready: its directory, its
+/// listeners (order, payment, delivery, view, relay), its configuration and the process.
+async fn serve_all() -> (TestDir, Vec<String>, std::path::PathBuf, Served) {
     let dir = TestDir::new("serve-all");
     let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
     let config = all_in_one(dir.path(), &listen);
     let mut process = Served::start("all", "all", &config, &[], dir.path());
     let http = client();
+    for address in &listen {
+        wait_ready(&http, &format!("http://{address}"), &mut process).await;
+    }
+    (dir, listen, config, process)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
+    let (dir, listen, config, mut process) = serve_all().await;
+    let http = client();
     let order = format!("http://{}", listen[0]);
-    wait_ready(&http, &order, &mut process).await;
-    wait_ready(&http, &format!("http://{}", listen[3]), &mut process).await;
     // Every listener, the relay's too, documents itself and answers /metrics.
     for address in &listen {
         let (status, document) = get(&http, &format!("http://{address}/openapi.json")).await;
@@ -582,13 +591,8 @@ async fn sigterm_under_load_stops_cleanly_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_signal_exits_at_once_and_loses_nothing() {
-    let dir = TestDir::new("serve-all");
-    let listen: Vec<String> = (0..5).map(|_| free_address()).collect();
-    let config = all_in_one(dir.path(), &listen);
-    let mut process = Served::start("all", "all", &config, &[], dir.path());
-    let http = client();
+    let (dir, listen, config, mut process) = serve_all().await;
     let order = format!("http://{}", listen[0]);
-    wait_ready(&http, &order, &mut process).await;
     let (status, took, accepted) =
         signal_under_load(&mut process, &order, 2000, &["TERM", "INT"]).await;
     assert_eq!(status.code(), Some(130), "{}", process.log());
