@@ -235,7 +235,7 @@ impl Default for ViewConfig {
             pool_size: None,
             query_pool_size: 4,
             consumers: 3,
-            group: "order-status-view".into(),
+            group: tramline_orders::view::GROUP.into(),
         }
     }
 }

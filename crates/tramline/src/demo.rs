@@ -25,7 +25,7 @@ use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
 use tramline_core::retry::RetryPolicy;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::domain::order::CreateOrder;
-use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, PAYMENT_EVENTS};
 use tramline_orders::scenario::{Fate, Operator, Scenario};
 use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
 use tramline_orders::services::order::{self, OrderReaction, OrderService};
@@ -389,11 +389,11 @@ impl<T: Transport> System<T> {
 fn groups() -> [(&'static str, Vec<String>); 5] {
     let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     [
-        ("payment-service", t(&[ORDER_EVENTS])),
-        ("delivery-service", t(&[PAYMENT_EVENTS])),
-        ("order-service", t(&[PAYMENT_EVENTS, DELIVERY_EVENTS])),
+        (payment::GROUP, t(payment::TOPICS)),
+        (delivery::GROUP, t(delivery::TOPICS)),
+        (order::GROUP, t(order::TOPICS)),
         ("operator", t(&[PAYMENT_EVENTS, DELIVERY_EVENTS])),
-        ("order-status-view", t(&ALL_TOPICS)),
+        (view::GROUP, t(&ALL_TOPICS)),
     ]
 }
 
@@ -617,7 +617,7 @@ async fn run_system<T: Transport>(
     };
     consumers
         .service(
-            "payment-service",
+            payment::GROUP,
             sys.payments.db(),
             PaymentReaction,
             services.clone(),
@@ -626,7 +626,7 @@ async fn run_system<T: Transport>(
         .await?;
     consumers
         .service(
-            "delivery-service",
+            delivery::GROUP,
             sys.deliveries.db(),
             DeliveryReaction,
             services.clone(),
@@ -635,7 +635,7 @@ async fn run_system<T: Transport>(
         .await?;
     consumers
         .service(
-            "order-service",
+            order::GROUP,
             sys.orders.db(),
             OrderReaction,
             services.clone(),
@@ -653,7 +653,7 @@ async fn run_system<T: Transport>(
         retry,
         ..ConsumerConfig::default()
     };
-    let view = "order-status-view";
+    let view = view::GROUP;
     let (view_handler, view_stats) = match args.strategy {
         Strategy::Upsert => {
             let (h, stats) = consumers

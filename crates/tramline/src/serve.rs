@@ -30,13 +30,13 @@ use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_kafka::{KafkaConfig, KafkaTransport};
-use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+use tramline_orders::events::ALL_TOPICS;
 use tramline_orders::http::problem::Problem;
 use tramline_orders::http::{self, ApiOptions, Probe};
 use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
 use tramline_orders::services::order::{self, OrderReaction, OrderService};
 use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
-use tramline_orders::services::{Migrations, ServiceDb, Subscriber};
+use tramline_orders::services::{Migrations, Reaction, ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
@@ -201,8 +201,10 @@ impl<T: Transport> Process<T> {
         let db = ServiceDb::open(&service.database_url, &options, migrations)
             .await
             .with_context(|| {
+                // "view queries" is configured in [view].
+                let section = role.split(' ').next().unwrap_or(role);
                 format!(
-                    "while opening the {role} database at {} ({role}.database_url)",
+                    "while opening the {role} database at {} ({section}.database_url)",
                     tramline_sql::db::redact(&service.database_url)
                 )
             })?;
@@ -239,6 +241,25 @@ impl<T: Transport> Process<T> {
             (name, outcome.map_err(anyhow::Error::from))
         });
         Ok(())
+    }
+
+    /// Opens a command service's database and starts its reaction to upstream events (as
+    /// consumer group `group` on `topics`) and its idempotency purge; the database, for its API.
+    async fn command_service<R: Reaction>(
+        &mut self,
+        name: &'static str,
+        service: &ServiceConfig,
+        migrations: Migrations,
+        group: &str,
+        topics: &[&str],
+        reaction: R,
+    ) -> anyhow::Result<ServiceDb> {
+        let db = self.open(name, service, migrations).await?;
+        let handler = Subscriber::new(db.clone(), group, reaction);
+        let workers = ConsumerConfig::default().workers;
+        self.consume(group, topics, handler, workers).await?;
+        self.purge_idempotency_keys(name, &db);
+        Ok(db)
     }
 
     /// Forgets the service's `Idempotency-Key` records older than the retention, at start
@@ -283,36 +304,45 @@ impl<T: Transport> Process<T> {
     /// listeners.
     async fn build(&mut self, role: Role) -> anyhow::Result<()> {
         let config = self.config.clone();
-        let services = ConsumerConfig::default().workers;
         if role.runs(Role::Order) {
-            let db = self.open("order", &config.order, order::migrations).await?;
-            let topics = [PAYMENT_EVENTS, DELIVERY_EVENTS];
-            let handler = Subscriber::new(db.clone(), "order-service", OrderReaction);
-            self.consume("order-service", &topics, handler, services)
+            let db = self
+                .command_service(
+                    "order",
+                    &config.order,
+                    order::migrations,
+                    order::GROUP,
+                    order::TOPICS,
+                    OrderReaction,
+                )
                 .await?;
-            self.purge_idempotency_keys("order", &db);
             let routes = http::order::router(OrderService::new(db), &self.api);
             self.listen("order", &config.order.listen, routes);
         }
         if role.runs(Role::Payment) {
             let db = self
-                .open("payment", &config.payment, payment::migrations)
+                .command_service(
+                    "payment",
+                    &config.payment,
+                    payment::migrations,
+                    payment::GROUP,
+                    payment::TOPICS,
+                    PaymentReaction,
+                )
                 .await?;
-            let handler = Subscriber::new(db.clone(), "payment-service", PaymentReaction);
-            self.consume("payment-service", &[ORDER_EVENTS], handler, services)
-                .await?;
-            self.purge_idempotency_keys("payment", &db);
             let routes = http::payment::router(PaymentService::new(db), &self.api);
             self.listen("payment", &config.payment.listen, routes);
         }
         if role.runs(Role::Delivery) {
             let db = self
-                .open("delivery", &config.delivery, delivery::migrations)
+                .command_service(
+                    "delivery",
+                    &config.delivery,
+                    delivery::migrations,
+                    delivery::GROUP,
+                    delivery::TOPICS,
+                    DeliveryReaction,
+                )
                 .await?;
-            let handler = Subscriber::new(db.clone(), "delivery-service", DeliveryReaction);
-            self.consume("delivery-service", &[PAYMENT_EVENTS], handler, services)
-                .await?;
-            self.purge_idempotency_keys("delivery", &db);
             let routes = http::delivery::router(DeliveryService::new(db), &self.api);
             self.listen("delivery", &config.delivery.listen, routes);
         }

@@ -7,11 +7,16 @@ use super::{
 use crate::domain::delivery::{Delivery, DeliveryEventType};
 use crate::domain::payment::PaymentEventType;
 use crate::error::Result;
-use crate::events::DomainEvent;
+use crate::events::{DomainEvent, PAYMENT_EVENTS};
 use tramline_sql::db::Tuple;
 use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "delivery service";
+
+/// The consumer group the delivery service follows payments as.
+pub const GROUP: &str = "delivery-service";
+/// The topics it reacts to.
+pub const TOPICS: &[&str] = &[PAYMENT_EVENTS];
 
 /// A step of a delivery's lifecycle, by command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

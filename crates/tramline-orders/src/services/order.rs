@@ -5,11 +5,16 @@ use crate::domain::delivery::DeliveryEventType;
 use crate::domain::order::{CreateOrder, Order, OrderEventType};
 use crate::domain::payment::PaymentEventType;
 use crate::error::Result;
-use crate::events::DomainEvent;
+use crate::events::{DomainEvent, DELIVERY_EVENTS, PAYMENT_EVENTS};
 use tramline_sql::db::Tuple;
 use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "order service";
+
+/// The consumer group the order service follows its payments and deliveries as.
+pub const GROUP: &str = "order-service";
+/// The topics it reacts to.
+pub const TOPICS: &[&str] = &[PAYMENT_EVENTS, DELIVERY_EVENTS];
 
 /// Migrations of the order service's own tables.
 pub fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {

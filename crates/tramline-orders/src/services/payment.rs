@@ -8,11 +8,16 @@ use super::{
 use crate::domain::order::OrderEventType;
 use crate::domain::payment::{Payment, PaymentEventType};
 use crate::error::Result;
-use crate::events::DomainEvent;
+use crate::events::{DomainEvent, ORDER_EVENTS};
 use tramline_sql::db::Tuple;
 use tramline_sql::{Dialect, Tx};
 
 const STORE: &str = "payment service";
+
+/// The consumer group the payment service follows orders as.
+pub const GROUP: &str = "payment-service";
+/// The topics it reacts to.
+pub const TOPICS: &[&str] = &[ORDER_EVENTS];
 
 /// What to do with a pending payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,10 @@ use tramline_sql::{DbOptions, Dialect, Stmt};
 
 pub(crate) const STORE: &str = "order-status-view";
 
+/// The view's consumer group unless configured otherwise; it reads every topic
+/// ([`crate::events::ALL_TOPICS`]).
+pub const GROUP: &str = STORE;
+
 /// `(camelCase JSON key, column)` of every view column: the object `OrderStatusRow`
 /// deserialises from.
 const FIELDS: &[(&str, &str)] = &[
