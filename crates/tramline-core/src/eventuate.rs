@@ -7,6 +7,7 @@
 //! HTTP date). Converting to the envelope moves them into the fields — except an `ID` that is
 //! not a UUID, which stays as a header so that it is published again unchanged.
 
+use crate::topics::TopicNames;
 use crate::Envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,23 +44,34 @@ pub struct EventuateMessage {
 }
 
 impl EventuateMessage {
-    /// The message for `envelope`, with `ID`, `PARTITION_ID`, `DESTINATION` and `DATE` set.
-    pub fn from_envelope(envelope: &Envelope) -> Self {
+    /// The message for `envelope` on `destination` (the topic's cluster name, see
+    /// [`EventuateMessage::destination_of`]), with `ID`, `PARTITION_ID`, `DESTINATION` and
+    /// `DATE` set.
+    pub fn from_envelope(envelope: &Envelope, destination: &str) -> Self {
         EventuateMessage {
             payload: envelope.payload.clone(),
-            headers: EventuateMessage::headers_of(envelope),
+            headers: EventuateMessage::headers_of(envelope, destination),
         }
     }
 
-    /// The headers of `envelope`'s message: its own, plus `ID`, `PARTITION_ID`,
-    /// `DESTINATION` and `DATE`.
-    pub fn headers_of(envelope: &Envelope) -> BTreeMap<String, String> {
+    /// Where `envelope` goes on a broker whose topics are named by `names`: the
+    /// `DESTINATION` header it carries (a message an Eventuate service wrote names its
+    /// channel there, already as the cluster spells it), else its topic's cluster name.
+    pub fn destination_of(envelope: &Envelope, names: &TopicNames) -> String {
+        envelope
+            .header(DESTINATION)
+            .map_or_else(|| names.cluster_name(&envelope.topic), str::to_owned)
+    }
+
+    /// The headers of `envelope`'s message on `destination`: its own, plus `ID`,
+    /// `PARTITION_ID`, `DESTINATION` (= `destination`) and `DATE`.
+    pub fn headers_of(envelope: &Envelope, destination: &str) -> BTreeMap<String, String> {
         let mut headers = envelope.headers.clone();
         headers
             .entry(ID.to_owned())
             .or_insert_with(|| envelope.id.to_string());
         headers.insert(PARTITION_ID.to_owned(), envelope.key.clone());
-        headers.insert(DESTINATION.to_owned(), envelope.topic.clone());
+        headers.insert(DESTINATION.to_owned(), destination.to_owned());
         headers
             .entry(DATE.to_owned())
             .or_insert_with(|| http_date(envelope.created_at_ms));
@@ -74,9 +86,9 @@ impl EventuateMessage {
             .map_or_else(|| envelope.id.to_string(), str::to_owned)
     }
 
-    /// The JSON envelope of `envelope`'s message, as written to a Kafka record value, without
-    /// copying the payload first.
-    pub fn json_of(envelope: &Envelope) -> String {
+    /// The JSON envelope of `envelope`'s message on `destination`, as written to a Kafka
+    /// record value, without copying the payload first.
+    pub fn json_of(envelope: &Envelope, destination: &str) -> String {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             payload: &'a str,
@@ -84,7 +96,7 @@ impl EventuateMessage {
         }
         serde_json::to_string(&Borrowed {
             payload: &envelope.payload,
-            headers: EventuateMessage::headers_of(envelope),
+            headers: EventuateMessage::headers_of(envelope, destination),
         })
         .expect("strings and a string map always serialise")
     }
@@ -187,7 +199,7 @@ mod tests {
     fn an_envelope_round_trips_through_the_json_envelope() {
         let mut e = order_created();
         e.created_at_ms = 1_780_000_000_000; // whole seconds: DATE has second precision
-        let json = EventuateMessage::from_envelope(&e).to_json();
+        let json = EventuateMessage::from_envelope(&e, &e.topic).to_json();
         let back = EventuateMessage::from_json(json.as_bytes())
             .unwrap()
             .into_envelope(None, None)
@@ -199,8 +211,8 @@ mod tests {
     fn the_borrowed_json_is_the_messages_json() {
         let e = order_created();
         assert_eq!(
-            EventuateMessage::json_of(&e),
-            EventuateMessage::from_envelope(&e).to_json()
+            EventuateMessage::json_of(&e, "bars.order-events"),
+            EventuateMessage::from_envelope(&e, "bars.order-events").to_json()
         );
         assert_eq!(EventuateMessage::id_of(&e), e.id.to_string());
         let from_eventuate = e
@@ -215,15 +227,20 @@ mod tests {
     #[test]
     fn the_json_envelope_has_eventuates_shape() {
         let e = order_created();
-        let v: serde_json::Value =
-            serde_json::from_str(&EventuateMessage::from_envelope(&e).to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &EventuateMessage::from_envelope(&e, "bars.order-events").to_json(),
+        )
+        .unwrap();
         assert!(
             v["payload"].is_string(),
             "the payload is a JSON string: {v}"
         );
         assert_eq!(v["headers"]["ID"], e.id.to_string());
         assert_eq!(v["headers"]["PARTITION_ID"], "o-1");
-        assert_eq!(v["headers"]["DESTINATION"], "order-events");
+        assert_eq!(
+            v["headers"]["DESTINATION"], "bars.order-events",
+            "the destination is the topic on the cluster"
+        );
         assert_eq!(v["headers"]["event-type"], "OrderCreated");
         assert_eq!(v["headers"]["event-aggregate-type"], "Order");
         assert_eq!(v["headers"]["event-aggregate-id"], "o-1");
@@ -253,10 +270,33 @@ mod tests {
             "a non-UUID id is kept"
         );
         // Published again, it is the same Eventuate message.
-        let again = EventuateMessage::from_envelope(&e);
+        let again = EventuateMessage::from_envelope(&e, "orders");
         assert_eq!(again.headers[ID], m.headers[ID]);
         assert_eq!(again.headers[DATE], m.headers[DATE]);
         assert_eq!(again.headers[DESTINATION], "orders");
+    }
+
+    #[test]
+    fn a_destination_header_names_the_channel_as_it_is() {
+        let mut names = TopicNames::with_prefix("bars.");
+        names.rename("payment-events", "com.example.payment.Payment");
+        let e = order_created();
+        assert_eq!(
+            EventuateMessage::destination_of(&e, &names),
+            "bars.order-events"
+        );
+        let mut p = e.clone();
+        p.topic = "payment-events".into();
+        assert_eq!(
+            EventuateMessage::destination_of(&p, &names),
+            "com.example.payment.Payment"
+        );
+        let from_eventuate = e.with_header(DESTINATION, "com.example.order.Order");
+        assert_eq!(
+            EventuateMessage::destination_of(&from_eventuate, &names),
+            "com.example.order.Order",
+            "neither prefixed nor renamed"
+        );
     }
 
     #[test]

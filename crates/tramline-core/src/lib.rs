@@ -17,6 +17,7 @@ pub mod ports;
 pub mod relay;
 pub mod retry;
 pub mod telemetry;
+pub mod topics;
 
 pub use envelope::{Envelope, Record};
 pub use error::{BoxError, Error, RetryCause};

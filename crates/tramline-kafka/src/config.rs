@@ -4,18 +4,17 @@
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tramline_core::topics::TopicNames;
 
 /// Settings of the Kafka transport. Every field has a default but `brokers`.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port[,host:port…]`.
     pub brokers: String,
-    /// Prepended to every topic name (empty by default, so names match Eventuate services').
-    pub topic_prefix: String,
-    /// Topics whose name on the cluster is not the prefixed tramline name: tramline name →
-    /// cluster name (e.g. `order-events` → an Eventuate aggregate type such as
-    /// `net.chrisrichardson.ftgo.Order`). No prefix is added to these.
-    pub topic_names: BTreeMap<String, String>,
+    /// How tramline's topics are named on the cluster: a prefix (empty by default, so names
+    /// match Eventuate services'), and renames onto names an existing system uses (e.g.
+    /// `order-events` → the Eventuate aggregate type `com.example.order.Order`).
+    pub topics: TopicNames,
     /// Prepended to every consumer group id.
     pub group_prefix: String,
     /// Replicas of each topic the transport creates.
@@ -46,8 +45,7 @@ impl KafkaConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
         KafkaConfig {
             brokers: brokers.into(),
-            topic_prefix: String::new(),
-            topic_names: BTreeMap::new(),
+            topics: TopicNames::default(),
             group_prefix: String::new(),
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),
@@ -58,23 +56,6 @@ impl KafkaConfig {
             producer_properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
         }
-    }
-
-    /// The topic's name on the cluster.
-    pub fn topic_name(&self, topic: &str) -> String {
-        match self.topic_names.get(topic) {
-            Some(name) => name.clone(),
-            None => format!("{}{topic}", self.topic_prefix),
-        }
-    }
-
-    /// The topic's name in tramline, given its name on the cluster.
-    pub fn topic_of<'a>(&'a self, name: &'a str) -> &'a str {
-        if let Some((topic, _)) = self.topic_names.iter().find(|(_, n)| *n == name) {
-            return topic;
-        }
-        name.strip_prefix(self.topic_prefix.as_str())
-            .unwrap_or(name)
     }
 
     /// The group's id on the cluster.
@@ -151,18 +132,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_get_their_prefixes_and_lose_them_again() {
+    fn groups_get_their_prefix() {
         let mut c = KafkaConfig::new("127.0.0.1:9092");
-        c.topic_prefix = "run7.".into();
         c.group_prefix = "g7.".into();
-        assert_eq!(c.topic_name("order-events"), "run7.order-events");
-        assert_eq!(c.topic_of("run7.order-events"), "order-events");
         assert_eq!(c.group_id("view"), "g7.view");
-        c.topic_names
-            .insert("order-events".into(), "net.example.Order".into());
-        assert_eq!(c.topic_name("order-events"), "net.example.Order");
-        assert_eq!(c.topic_of("net.example.Order"), "order-events");
-        assert_eq!(c.topic_name("payment-events"), "run7.payment-events");
     }
 
     #[test]

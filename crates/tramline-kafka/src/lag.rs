@@ -102,7 +102,7 @@ impl LagGauges {
         metrics::gauge!(
             CONSUMER_LAG,
             "group" => self.group.clone(),
-            "topic" => self.config.topic_of(topic).to_owned(),
+            "topic" => self.config.topics.topic_of(topic).to_owned(),
             "partition" => partition.to_string()
         )
     }
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn only_assigned_partitions_with_a_known_lag_are_reported_under_tramlines_names() {
         let mut config = KafkaConfig::new("b:9092");
-        config.topic_prefix = "run7.".into();
+        config.topics.prefix = "run7.".into();
         config.group_prefix = "g7.".into();
         let lag = LagGauges::new("view", Arc::new(config));
         let recorder = DebuggingRecorder::new();
@@ -196,7 +196,7 @@ mod tests {
             "view",
             Arc::new({
                 let mut c = KafkaConfig::new("b:9092");
-                c.topic_prefix = "run7.".into();
+                c.topics.prefix = "run7.".into();
                 c
             }),
         );

@@ -68,7 +68,12 @@ impl ConsumerContext for MemberContext {
         let partitions = revoked
             .elements()
             .iter()
-            .map(|e| (self.config.topic_of(e.topic()).to_owned(), e.partition()))
+            .map(|e| {
+                (
+                    self.config.topics.topic_of(e.topic()).to_owned(),
+                    e.partition(),
+                )
+            })
             .collect();
         let (revocation, handed_back) = Revocation::new(partitions);
         if self
@@ -134,7 +139,7 @@ impl MemberContext {
         for p in positions {
             self.positions.committed(
                 &self.group,
-                &self.config.topic_name(&p.topic),
+                &self.config.topics.cluster_name(&p.topic),
                 p.partition,
                 p.next_offset,
             );
@@ -150,7 +155,7 @@ fn commit_list(
     let mut list = TopicPartitionList::new();
     for p in positions {
         list.add_partition_offset(
-            &config.topic_name(&p.topic),
+            &config.topics.cluster_name(&p.topic),
             p.partition,
             Offset::Offset(p.next_offset),
         )?;
@@ -197,7 +202,10 @@ impl KafkaSubscription {
             .consumer(&group_id)
             .create_with_context(context)
             .map_err(KafkaError::Config)?;
-        let names: Vec<String> = topics.iter().map(|t| config.topic_name(t)).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| config.topics.cluster_name(t))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&refs)
@@ -374,7 +382,7 @@ impl Poller {
     /// The record's envelope; a value that is not an Eventuate message still becomes a record
     /// (marked with [`DECODE_ERROR`]), so that it is parked, not lost or fatal.
     fn record(&self, message: &BorrowedMessage<'_>) -> Record {
-        let topic = self.config.topic_of(message.topic()).to_owned();
+        let topic = self.config.topics.topic_of(message.topic()).to_owned();
         let created_at_ms = match message.timestamp() {
             Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
             Timestamp::NotAvailable => None,

@@ -1,5 +1,10 @@
 //! The producer side and the group bookkeeping of the Kafka transport.
 //!
+//! Each record goes to its topic's cluster name (see [`tramline_core::topics`]), and its
+//! `DESTINATION` header names that same topic; a message that already carries a
+//! `DESTINATION` (a row an Eventuate service wrote into the outbox) goes where it says,
+//! unchanged.
+//!
 //! `publish` hands the whole batch to librdkafka and returns only when every record is
 //! acknowledged by all in-sync replicas; if any record failed, the batch fails and the relay
 //! publishes it again (duplicates, absorbed by consumers; never a gap). The idempotent
@@ -124,7 +129,10 @@ impl KafkaTransport {
 
     /// Deletes topics (for demos and tests that made their own); missing ones are ignored.
     pub async fn delete_topics(&self, topics: &[String]) -> Result<(), KafkaError> {
-        let names: Vec<String> = topics.iter().map(|t| self.config.topic_name(t)).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| self.config.topics.cluster_name(t))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let results = self
             .admin
@@ -159,8 +167,9 @@ impl KafkaTransport {
     async fn produce(&self, batch: &[Envelope]) -> Result<(), KafkaError> {
         let mut pending = Vec::with_capacity(batch.len());
         for envelope in batch {
-            let topic = self.config.topic_name(&envelope.topic);
-            let value = EventuateMessage::json_of(envelope);
+            // Eventuate's contract: the destination is the topic the record is on.
+            let topic = EventuateMessage::destination_of(envelope, &self.config.topics);
+            let value = EventuateMessage::json_of(envelope, &topic);
             loop {
                 let record = FutureRecord::to(&topic)
                     .key(envelope.key.as_bytes())
@@ -206,7 +215,7 @@ impl KafkaTransport {
     }
 
     async fn create(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
-        let name = self.config.topic_name(topic);
+        let name = self.config.topics.cluster_name(topic);
         let new = NewTopic::new(
             &name,
             partitions,
@@ -272,7 +281,10 @@ impl Transport for KafkaTransport {
     }
 
     async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, Error> {
-        let names: Vec<String> = topics.iter().map(|t| self.config.topic_name(t)).collect();
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| self.config.topics.cluster_name(t))
+            .collect();
         Ok(self.positions.lag(&self.config.group_id(group), &names))
     }
 }

@@ -95,7 +95,7 @@ async fn lag_gauges_come_down_to_zero_once_the_group_committed_everything() {
         sent.len()
     );
     // Only tramline's names: no series under the cluster's prefixed group or topic.
-    let on_the_cluster = t.config().topic_name("orders");
+    let on_the_cluster = t.config().topics.cluster_name("orders");
     assert_ne!(on_the_cluster, "orders");
     assert_eq!(
         gauge(names::CONSUMER_LAG, &[("topic", on_the_cluster.as_str())]),

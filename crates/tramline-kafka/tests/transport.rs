@@ -4,8 +4,6 @@
 
 mod common;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, HashMap};
@@ -129,48 +127,26 @@ async fn records_are_eventuate_envelopes_to_a_plain_kafka_client() {
     let sent = events("order-events", 4, 2);
     t.publish(&sent).await.expect("published");
 
-    let topic = t.config().topic_name("order-events");
-    let plain: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &t.config().brokers)
-        .set("group.id", format!("{topic}.plain"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("a plain consumer");
-    plain.subscribe(&[&topic]).expect("subscribed");
-    let plain = std::sync::Arc::new(plain);
-    let seen = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while seen.len() < 4 && Instant::now() < deadline {
-            if let Some(m) = plain.poll(Duration::from_millis(200)) {
-                let m = m.expect("a record");
-                let ts = match m.timestamp() {
-                    Timestamp::CreateTime(ms) => ms,
-                    other => panic!("expected a create time, got {other:?}"),
-                };
-                seen.push((
-                    String::from_utf8(m.key().expect("a key").to_vec()).expect("utf-8 key"),
-                    serde_json::from_slice::<serde_json::Value>(m.payload().expect("a value"))
-                        .expect("the value is JSON"),
-                    ts,
-                ));
-            }
-        }
-        seen
-    })
-    .await
-    .expect("no panic");
+    let topic = t.config().topics.cluster_name("order-events");
+    let seen =
+        tramline_testkit::kafka::read_plain(&t.config().brokers, std::slice::from_ref(&topic), 4)
+            .await;
     assert_eq!(seen.len(), 4);
-    for (key, value, ts) in seen {
-        let id = value["headers"]["ID"].as_str().expect("an ID header");
+    for r in seen {
+        let (key, value, ts) = (&r.key, &r.value, r.create_time);
+        let id = r.header("ID");
         let e = sent
             .iter()
             .find(|e| e.id.to_string() == id)
             .expect("a sent id");
-        assert_eq!(key, e.key);
+        assert_eq!(key, &e.key);
         assert_eq!(value["headers"]["PARTITION_ID"], e.key.as_str());
-        assert_eq!(value["headers"]["DESTINATION"], "order-events");
+        assert_eq!(r.topic, topic);
+        assert_eq!(
+            r.header("DESTINATION"),
+            topic,
+            "the destination is the topic"
+        );
         assert_eq!(value["headers"]["event-type"], "OrderCreated");
         assert_eq!(value["headers"]["event-aggregate-type"], "Order");
         assert_eq!(value["headers"]["event-aggregate-id"], e.key.as_str());
@@ -192,7 +168,7 @@ async fn records_are_eventuate_envelopes_to_a_plain_kafka_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_what_an_eventuate_service_publishes() {
     let t = common::transport("eventuate", &["orders"], 1).await;
-    let topic = t.config().topic_name("orders");
+    let topic = t.config().topics.cluster_name("orders");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &t.config().brokers)
         .create()
@@ -231,7 +207,7 @@ async fn reads_what_an_eventuate_service_publishes() {
         Some("net.chrisrichardson.ftgo.OrderCreated")
     );
     assert_eq!(
-        EventuateMessage::from_envelope(e).headers[eventuate::DATE],
+        EventuateMessage::from_envelope(e, &topic).headers[eventuate::DATE],
         "Tue, 15 Nov 1994 08:12:31 GMT"
     );
     let bad = &got[1].envelope;

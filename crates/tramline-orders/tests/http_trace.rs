@@ -14,6 +14,7 @@ use std::time::Duration;
 use tracing::instrument::WithSubscriber;
 use tramline_core::eventuate::EventuateMessage;
 use tramline_core::ports::{Handler, Outbox, Subscription, Transport};
+use tramline_core::topics::TopicNames;
 use tramline_core::Envelope;
 use tramline_orders::events::ORDER_EVENTS;
 use tramline_orders::http::ApiOptions;
@@ -33,6 +34,7 @@ async fn order_app(dbs: &TestDbs, layout: OutboxLayout) -> (ServiceDb, Router) {
         &DbOptions::default(),
         order::migrations,
         layout,
+        TopicNames::default(),
     )
     .await
     .expect("the order database opens");
@@ -254,7 +256,7 @@ async fn trace_headers_survive_eventuate_messages(backend: Backend) {
     let messages = outbox(&db).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].header(TRACEPARENT), Some(ours.as_str()));
-    let json = EventuateMessage::json_of(&messages[0]);
+    let json = EventuateMessage::json_of(&messages[0], "order-events");
     let back = EventuateMessage::from_json(json.as_bytes())
         .expect("parses")
         .into_envelope(None, Some(messages[0].created_at_ms))

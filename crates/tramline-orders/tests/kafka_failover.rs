@@ -14,6 +14,7 @@ use std::time::Duration;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
 use tramline_core::ports::{Outbox, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
+use tramline_core::topics::TopicNames;
 use tramline_core::Envelope;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::events::ALL_TOPICS;
@@ -28,7 +29,7 @@ const VIEW: &str = "order-status-view";
 async fn transport(test: &str) -> KafkaTransport {
     let prefix = kafka::unique_prefix(test);
     let mut config = KafkaConfig::new(kafka::brokers());
-    config.topic_prefix = prefix.clone();
+    config.topics = TopicNames::with_prefix(&prefix);
     config.group_prefix = prefix;
     config.session_timeout = Duration::from_secs(6);
     let t = KafkaTransport::connect(config)

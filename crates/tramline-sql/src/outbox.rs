@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tramline_core::eventuate::{self, EventuateMessage};
 use tramline_core::ports::{Outbox, OutboxBatch, Pending};
+use tramline_core::topics::TopicNames;
 use tramline_core::{Envelope, Error};
 
 const STORE: &str = "outbox";
@@ -57,6 +58,9 @@ impl OutboxLayout {
 pub struct SqlOutbox {
     db: Db,
     layout: OutboxLayout,
+    /// How the transport names topics: the Eventuate layout's `destination` is a cluster
+    /// name.
+    topics: TopicNames,
     wakeup: Notify,
 }
 
@@ -71,8 +75,19 @@ impl SqlOutbox {
         SqlOutbox {
             db,
             layout,
+            topics: TopicNames::default(),
             wakeup: Notify::new(),
         }
+    }
+
+    /// The outbox for a transport that names topics by `topics` (a Kafka prefix and
+    /// renames). Only the Eventuate layout depends on it: its `destination` column and
+    /// `DESTINATION` header hold the topic as the cluster names it, which is where Eventuate's
+    /// CDC publishes a row, and a row's destination is mapped back to tramline's topic
+    /// through `topics` when the relay reads it.
+    pub fn with_topics(mut self, topics: TopicNames) -> Self {
+        self.topics = topics;
+        self
     }
 
     /// The table layout.
@@ -83,7 +98,7 @@ impl SqlOutbox {
     /// Adds messages inside the caller's transaction, so they commit with its state change.
     pub async fn append(&self, tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
         if self.layout == OutboxLayout::Eventuate {
-            return append_eventuate(tx, messages).await;
+            return append_eventuate(tx, messages, &self.topics).await;
         }
         insert_rows(
             tx,
@@ -172,9 +187,18 @@ impl SqlOutbox {
             headers
                 .entry(eventuate::ID.to_owned())
                 .or_insert_with(|| id.clone());
-            let envelope = EventuateMessage { payload, headers }
-                .into_envelope(Some(&destination), creation_time)
+            let topic = self.topics.topic_of(&destination).to_owned();
+            let mut envelope = EventuateMessage { payload, headers }
+                .into_envelope(Some(&topic), creation_time)
                 .map_err(|e| undecodable(&e))?;
+            // The row goes where its destination says, as it says it: when the topic's own
+            // cluster name is something else (a prefix would be added to a destination no
+            // rename names), the message keeps its DESTINATION, which the transport obeys.
+            if self.topics.cluster_name(&topic) != destination {
+                envelope
+                    .headers
+                    .insert(eventuate::DESTINATION.to_owned(), destination);
+            }
             batch.messages.push(envelope);
         }
         Ok(batch)
@@ -197,9 +221,13 @@ impl SqlOutbox {
     }
 }
 
-/// Writes messages as Eventuate Tram's producer does: the four envelope headers in the
-/// headers JSON, `published = 0`.
-async fn append_eventuate(tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
+/// Writes messages as Eventuate Tram's producer does: the destination as the cluster names
+/// the topic, the four envelope headers in the headers JSON, `published = 0`.
+async fn append_eventuate(
+    tx: &mut Tx,
+    messages: &[Envelope],
+    topics: &TopicNames,
+) -> Result<(), SqlError> {
     insert_rows(
         tx,
         STORE,
@@ -208,9 +236,10 @@ async fn append_eventuate(tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlE
         "",
         messages,
         |row, m| {
-            let headers = EventuateMessage::headers_of(m);
+            let destination = EventuateMessage::destination_of(m, topics);
+            let headers = EventuateMessage::headers_of(m, &destination);
             row.bind(EventuateMessage::id_of(m))
-                .bind(&m.topic)
+                .bind(destination)
                 .bind(serde_json::to_string(&headers).expect("a string map serialises"))
                 .bind(&m.payload)
                 .bind(0i64)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use tramline_core::envelope::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE};
 use tramline_core::eventuate::{self, EventuateMessage};
 use tramline_core::ports::{Outbox, Pending};
+use tramline_core::topics::TopicNames;
 use tramline_core::Envelope;
 use tramline_sql::{migrate, Db, DbOptions, OutboxLayout, SqlOutbox};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
@@ -154,7 +155,7 @@ async fn an_eventuate_services_row_is_published_unchanged(backend: Backend) {
         .push(", ")
         .bind("Order")
         .push(", ")
-        .bind(headers)
+        .bind(headers.clone())
         .push(", ")
         .bind(r#"{"orderId":42}"#)
         .push(", 0, ")
@@ -163,19 +164,37 @@ async fn an_eventuate_services_row_is_published_unchanged(backend: Backend) {
     tx.execute(&insert, "test", "insert").await.expect("insert");
     tx.commit("test").await.expect("commit");
 
+    let original: BTreeMap<String, String> = serde_json::from_str(&headers).expect("headers");
+    // Read by a relay whose transport prefixes its topics, or renames one onto "Order": the
+    // row goes to "Order" either way, with the headers it was written with.
+    let mut renamed = TopicNames::default();
+    renamed.rename("order-events", "Order");
+    let namings = [
+        (TopicNames::default(), "Order"),
+        (TopicNames::with_prefix("bars."), "Order"),
+        (renamed, "order-events"),
+    ];
+    for (names, topic) in namings {
+        let outbox =
+            SqlOutbox::with_layout(db.clone(), OutboxLayout::Eventuate).with_topics(names.clone());
+        let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+        assert_eq!(batch.messages.len(), 1);
+        let e = &batch.messages[0];
+        assert_eq!(
+            (e.topic.as_str(), e.key.as_str()),
+            (topic, "42"),
+            "{names:?}"
+        );
+        assert_eq!(e.payload, r#"{"orderId":42}"#);
+        assert_eq!(e.created_at_ms, 784_887_151_000);
+        assert_eq!(e.event_type(), Some("OrderCreated"));
+        let destination = EventuateMessage::destination_of(e, &names);
+        assert_eq!(destination, "Order", "{names:?}");
+        let again = EventuateMessage::from_envelope(e, &destination);
+        assert_eq!(again.headers, original, "published unchanged ({names:?})");
+        assert_eq!(again.payload, r#"{"orderId":42}"#);
+    }
     let batch = outbox.fetch_unpublished(10).await.expect("fetch");
-    assert_eq!(batch.messages.len(), 1);
-    let e = &batch.messages[0];
-    assert_eq!((e.topic.as_str(), e.key.as_str()), ("Order", "42"));
-    assert_eq!(e.payload, r#"{"orderId":42}"#);
-    assert_eq!(e.created_at_ms, 784_887_151_000);
-    assert_eq!(e.event_type(), Some("OrderCreated"));
-    let again = EventuateMessage::from_envelope(e);
-    assert_eq!(
-        again.headers[eventuate::ID],
-        id,
-        "published with its own id"
-    );
     outbox.mark_published(&batch).await.expect("mark");
     let published = db.stmt("SELECT COUNT(*) FROM message WHERE published = 1");
     assert_eq!(
@@ -235,6 +254,63 @@ async fn rows_tramline_writes_are_what_eventuates_cdc_reads(backend: Backend) {
     assert_eq!((*published, *creation_time), (0, m.created_at_ms));
 }
 
+/// With a transport that prefixes and renames topics, the destination tramline writes is the
+/// topic's name on the cluster (where Eventuate's CDC publishes it), and the relay maps it
+/// back to tramline's topic.
+async fn rows_tramline_writes_name_the_cluster_topic(backend: Backend) {
+    let dbs = TestDbs::new(backend, "outbox-eventuate-names");
+    let (_, db) = outbox_in(&dbs, OutboxLayout::Eventuate).await;
+    let mut names = TopicNames::with_prefix("bars.");
+    names.rename("payment-events", "com.example.payment.Payment");
+    let outbox =
+        SqlOutbox::with_layout(db.clone(), OutboxLayout::Eventuate).with_topics(names.clone());
+    let order = message("order-7", 1);
+    let payment = Envelope {
+        topic: "payment-events".into(),
+        ..message("order-7", 2)
+    };
+    let sent = [order, payment];
+    let mut tx = db.begin("test").await.expect("begin");
+    outbox.append(&mut tx, &sent).await.expect("append");
+    tx.commit("test").await.expect("commit");
+
+    let read = db.stmt(&format!(
+        "SELECT {} FROM message",
+        db.dialect().json_tuples(&["id", "destination", "headers"])
+    ));
+    let mut rows: Vec<(String, String, String)> =
+        db.fetch_json(&read, "test", "read").await.expect("read");
+    rows.sort_unstable();
+    let destinations: Vec<(&str, String)> = rows
+        .iter()
+        .map(|(_, d, h)| {
+            let h: BTreeMap<String, String> = serde_json::from_str(h).expect("JSON headers");
+            (d.as_str(), h["DESTINATION"].clone())
+        })
+        .collect();
+    assert_eq!(
+        destinations,
+        [
+            ("bars.order-events", "bars.order-events".to_owned()),
+            (
+                "com.example.payment.Payment",
+                "com.example.payment.Payment".to_owned()
+            ),
+        ]
+    );
+    let batch = outbox.fetch_unpublished(10).await.expect("fetch");
+    assert_eq!(batch.messages, sent, "read back as written");
+    let on_the_cluster: Vec<String> = batch
+        .messages
+        .iter()
+        .map(|e| EventuateMessage::destination_of(e, &names))
+        .collect();
+    assert_eq!(
+        on_the_cluster,
+        ["bars.order-events", "com.example.payment.Payment"]
+    );
+}
+
 async fn pending_counts_the_unpublished_rows_and_finds_the_oldest(backend: Backend) {
     pending_in(backend, OutboxLayout::Tramline).await;
 }
@@ -289,6 +365,7 @@ on_every_database!(
     the_eventuate_layout_hands_out_committed_messages_in_order_until_marked,
     an_eventuate_services_row_is_published_unchanged,
     rows_tramline_writes_are_what_eventuates_cdc_reads,
+    rows_tramline_writes_name_the_cluster_topic,
     a_message_committed_after_a_later_one_is_still_published,
     only_committed_messages_are_handed_out_in_commit_order_until_marked,
     a_multi_message_append_keeps_its_order_and_headers,

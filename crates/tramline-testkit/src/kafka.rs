@@ -4,7 +4,8 @@
 //! Tests normally use the broker `scripts/test` starts (`TRAMLINE_TEST_KAFKA_BROKERS`,
 //! default `127.0.0.1:9092`), each with its own topic and group prefix. A test that must stop
 //! the broker under load gets a [`BrokerProcess`] of its own, on a free port and a temporary
-//! data directory, so the other tests never notice.
+//! data directory, so the other tests never notice. [`read_plain`] reads topics with a plain
+//! Kafka client, as another system would.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -120,4 +121,71 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A record as a plain Kafka client (rdkafka, none of tramline's code) reads it.
+#[derive(Debug)]
+pub struct PlainRecord {
+    /// The topic it is on.
+    pub topic: String,
+    /// The record key.
+    pub key: String,
+    /// The value, parsed as JSON.
+    pub value: serde_json::Value,
+    /// The record's create time (ms).
+    pub create_time: i64,
+}
+
+impl PlainRecord {
+    /// A header of the Eventuate envelope in the value.
+    pub fn header(&self, name: &str) -> &str {
+        self.value["headers"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} header in {}", self.value))
+    }
+}
+
+/// Reads `n` records of `topics` (cluster names) from the beginning with a plain consumer of
+/// a group of its own; fails after 60 s.
+pub async fn read_plain(brokers: &str, topics: &[String], n: usize) -> Vec<PlainRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Message, Timestamp};
+    let plain: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{}.plain", topics.join("+")))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("a plain consumer");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    plain.subscribe(&names).expect("subscribed");
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a plain consumer read only {} of {n} records",
+                seen.len()
+            );
+            let Some(m) = plain.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.expect("a record");
+            let create_time = match m.timestamp() {
+                Timestamp::CreateTime(ms) => ms,
+                other => panic!("expected a create time, got {other:?}"),
+            };
+            seen.push(PlainRecord {
+                topic: m.topic().to_owned(),
+                key: String::from_utf8(m.key().expect("a key").to_vec()).expect("utf-8 key"),
+                value: serde_json::from_slice(m.payload().expect("a value"))
+                    .expect("the value is JSON"),
+                create_time,
+            });
+        }
+        seen
+    })
+    .await
+    .expect("no panic")
 }

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use tramline_core::topics::TopicNames;
+use tramline_orders::events::ALL_TOPICS;
 use tramline_sql::Dialect;
 
 /// Everything `tramline serve` needs.
@@ -53,8 +55,13 @@ pub struct TransportConfig {
     pub brokers: String,
     /// Partitions of each topic created.
     pub partitions: i32,
-    /// Prefix of Kafka topic names.
+    /// Prefix of Kafka topic names (not added to renamed topics).
     pub topic_prefix: String,
+    /// Kafka names of tramline's topics, e.g. `order-events = "com.example.order.Order"`: the
+    /// names an existing Eventuate Tram system uses (its aggregate types). A renamed topic
+    /// gets no prefix.
+    #[serde(deserialize_with = "properties")]
+    pub topics: BTreeMap<String, String>,
     /// Prefix of Kafka consumer group ids.
     pub group_prefix: String,
     /// A consumer that has not been heard of for this long leaves its group and its
@@ -66,7 +73,18 @@ pub struct TransportConfig {
     pub kafka: BTreeMap<String, String>,
 }
 
-/// A map of librdkafka properties, whose values may be written as strings, numbers or booleans.
+impl TransportConfig {
+    /// How the topics are named on Kafka: `topic_prefix` and the `topics` renames.
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames {
+            prefix: self.topic_prefix.clone(),
+            renames: self.topics.clone(),
+        }
+    }
+}
+
+/// A map of string values (librdkafka properties, topic names), which may be written as
+/// strings, numbers or booleans.
 fn properties<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
@@ -220,6 +238,7 @@ impl Default for TransportConfig {
             brokers: "127.0.0.1:9092".into(),
             partitions: 8,
             topic_prefix: String::new(),
+            topics: BTreeMap::new(),
             group_prefix: String::new(),
             session_timeout_secs: 10,
             kafka: BTreeMap::new(),
@@ -291,7 +310,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// Keys whose contents are free-form maps (any key is allowed inside).
-const OPEN_MAPS: [&str; 1] = ["transport.kafka"];
+const OPEN_MAPS: [&str; 2] = ["transport.kafka", "transport.topics"];
 
 impl Config {
     /// The configuration from `file` (if any) with the environment's overrides on top:
@@ -401,6 +420,13 @@ impl Config {
         if self.transport.partitions < 1 {
             problem("transport.partitions", "must be at least 1".into());
         }
+        let names = self.transport.topic_names();
+        for p in names.problems(&ALL_TOPICS) {
+            match p.renamed_topic(&names) {
+                Some(topic) => problem(&format!("transport.topics.{topic}"), p.to_string()),
+                None => problem("transport.topic_prefix", p.to_string()),
+            }
+        }
         if self.transport.kind == TransportKind::Kafka && self.transport.brokers.trim().is_empty() {
             problem("transport.brokers", "required with kind = \"kafka\"".into());
         }
@@ -473,10 +499,14 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Figment {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-        // librdkafka properties are dotted: TRAMLINE_TRANSPORT__KAFKA__LINGER_MS → linger.ms.
+        // librdkafka properties are dotted: TRAMLINE_TRANSPORT__KAFKA__LINGER_MS → linger.ms;
+        // topics are hyphenated: TRAMLINE_TRANSPORT__TOPICS__ORDER_EVENTS → order-events.
         let path = match path.as_slice() {
             [t, k, prop] if t == "transport" && k == "kafka" => {
                 vec![t.clone(), k.clone(), prop.replace('_', ".")]
+            }
+            [t, k, topic] if t == "transport" && k == "topics" => {
+                vec![t.clone(), k.clone(), topic.replace('_', "-")]
             }
             _ => path,
         };
@@ -635,6 +665,97 @@ mod tests {
             config.transport.kafka.get("linger.ms").map(String::as_str),
             Some("20")
         );
+    }
+
+    #[test]
+    fn topics_are_renamed_by_the_file_and_the_environment() {
+        let f = file(
+            r#"
+            [transport]
+            kind = "kafka"
+            topic_prefix = "bars."
+            [transport.topics]
+            order-events = "com.example.order.Order"
+            payment-events = "com.example.payment.Payment"
+            "#,
+        );
+        let env = [(
+            "TRAMLINE_TRANSPORT__TOPICS__DELIVERY_EVENTS".to_owned(),
+            "com.example.delivery.Delivery".to_owned(),
+        )];
+        let config = Config::load(Some(f.path()), env).expect("valid");
+        let names = config.transport.topic_names();
+        assert_eq!(
+            names.cluster_name("order-events"),
+            "com.example.order.Order"
+        );
+        assert_eq!(
+            names.cluster_name("payment-events"),
+            "com.example.payment.Payment"
+        );
+        assert_eq!(
+            names.cluster_name("delivery-events"),
+            "com.example.delivery.Delivery"
+        );
+        let mut partly = config.transport.clone();
+        partly.topics.remove("delivery-events");
+        assert_eq!(
+            partly.topic_names().cluster_name("delivery-events"),
+            "bars.delivery-events",
+            "a topic not renamed keeps the prefix"
+        );
+    }
+
+    #[test]
+    fn bad_topic_names_are_reported_with_their_paths() {
+        let f = file(
+            r#"
+            [transport.topics]
+            order-events = "com.example.Shared"
+            payment-events = "com.example.Shared"
+            delivery-events = ""
+            orders = "com.example.Order"
+            "#,
+        );
+        let problems = Config::load(Some(f.path()), Vec::new()).expect_err("invalid");
+        let found = paths(&problems);
+        assert_eq!(
+            found,
+            [
+                "transport.topics.orders",
+                "transport.topics.delivery-events",
+                "transport.topics.payment-events",
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("not one of the topics"),
+            "{problems:?}"
+        );
+        assert!(problems[1].message.contains("empty"), "{problems:?}");
+        assert!(
+            problems[2]
+                .message
+                .contains("both be named \"com.example.Shared\""),
+            "{problems:?}"
+        );
+
+        let env = [(
+            "TRAMLINE_TRANSPORT__TOPIC_PREFIX".to_owned(),
+            "no spaces ".to_owned(),
+        )];
+        let problems = Config::load(None, env).expect_err("invalid");
+        assert_eq!(
+            paths(&problems),
+            ["transport.topic_prefix"; 3],
+            "each topic's name is refused: {problems:?}"
+        );
+        let env = [(
+            "TRAMLINE_TRANSPORT__TOPICS__ORDER_EVENTS".to_owned(),
+            "com/example".to_owned(),
+        )];
+        let problems = Config::load(None, env).expect_err("invalid");
+        assert_eq!(paths(&problems), ["transport.topics.order-events"]);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use tramline_core::fault::{Duplicating, Shuffled};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
 use tramline_core::retry::RetryPolicy;
+use tramline_core::topics::{NameProblem, TopicNames};
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, PAYMENT_EVENTS};
@@ -344,6 +345,7 @@ impl<T: Transport> System<T> {
         partitions: i32,
         duplicates: f64,
         layout: OutboxLayout,
+        names: TopicNames,
     ) -> anyhow::Result<Self> {
         for topic in ALL_TOPICS {
             transport
@@ -351,8 +353,10 @@ impl<T: Transport> System<T> {
                 .await
                 .with_context(|| format!("while creating topic {topic}"))?;
         }
+        let names = &names;
         let open = |store: &'static str, migrations| async move {
-            ServiceDb::open_with_layout(placement.url(store), options, migrations, layout)
+            let url = placement.url(store);
+            ServiceDb::open_with_layout(url, options, migrations, layout, names.clone())
                 .await
                 .with_context(|| format!("while opening the {store} database"))
         };
@@ -486,6 +490,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             args.duplicates
         );
     }
+    if args.transport == TransportKind::Log
+        && (!args.kafka_topics.is_empty() || args.kafka_prefix.is_some())
+    {
+        bail!(
+            "--kafka-topic and --kafka-prefix name Kafka topics: use them with --transport kafka"
+        );
+    }
     let temp;
     let dir = match &args.data_dir {
         Some(dir) => {
@@ -514,7 +525,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         {
             Ok(log) => {
                 let db = log.db().clone();
-                let outcome = run_on(log, &args, &placement, &options).await;
+                let names = TopicNames::default();
+                let outcome = run_on(log, names, &args, &placement, &options).await;
                 db.close().await;
                 outcome
             }
@@ -522,7 +534,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         TransportKind::Kafka => match connect_kafka(&args, run).await {
             Ok(kafka) => {
-                let outcome = run_on(kafka.clone(), &args, &placement, &options).await;
+                let names = kafka.config().topics.clone();
+                let outcome = run_on(kafka.clone(), names, &args, &placement, &options).await;
                 if args.delete_topics {
                     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
                     if let Err(e) = kafka.delete_topics(&topics).await {
@@ -538,14 +551,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-/// Connects to the Kafka cluster of `--brokers`, with the run's topic and group prefix.
+/// The run's Kafka topic names: `--kafka-prefix` (by default one of the run's own) and the
+/// `--kafka-topic` renames, refused with every problem if Kafka could not use them.
+fn kafka_topic_names(args: &DemoArgs, prefix: &str) -> anyhow::Result<TopicNames> {
+    let mut names = TopicNames::with_prefix(prefix);
+    for (topic, name) in &args.kafka_topics {
+        if names.renames.contains_key(topic) {
+            bail!("--kafka-topic {topic}=…: given twice");
+        }
+        names.rename(topic, name);
+    }
+    let problems = names.problems(&ALL_TOPICS);
+    if !problems.is_empty() {
+        let flag = |p: &NameProblem| match p.renamed_topic(&names) {
+            Some(topic) => format!("--kafka-topic {topic}={}", names.cluster_name(topic)),
+            None => format!("--kafka-prefix {prefix:?}"),
+        };
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {p}", flag(p)))
+            .collect();
+        bail!("{}", lines.join("\n"));
+    }
+    Ok(names)
+}
+
+/// Connects to the Kafka cluster of `--brokers`, with the run's topic names and group prefix.
 async fn connect_kafka(args: &DemoArgs, run: &str) -> anyhow::Result<KafkaTransport> {
     let mut config = KafkaConfig::new(&args.brokers);
     let prefix = args
         .kafka_prefix
         .clone()
         .unwrap_or_else(|| format!("tramline-demo-{run}."));
-    config.topic_prefix = prefix.clone();
+    config.topics = kafka_topic_names(args, &prefix)?;
     config.group_prefix = prefix;
     config.connect_timeout = Duration::from_secs(args.kafka_connect_timeout_secs);
     // A new group's first assignment waits for about half of this on some brokers.
@@ -558,9 +596,11 @@ async fn connect_kafka(args: &DemoArgs, run: &str) -> anyhow::Result<KafkaTransp
         .context("while connecting to Kafka (--brokers)")
 }
 
-/// Opens the stores on `transport`, runs the demo and closes them.
+/// Opens the stores on `transport` (whose topics are named by `names`), runs the demo and
+/// closes them.
 async fn run_on<T: Transport>(
     transport: T,
+    names: TopicNames,
     args: &DemoArgs,
     placement: &Placement,
     options: &DbOptions,
@@ -572,6 +612,7 @@ async fn run_on<T: Transport>(
         args.partitions,
         args.duplicates,
         args.outbox_layout.into(),
+        names,
     )
     .await?;
     let outcome = run_system(args, &sys, placement).await;

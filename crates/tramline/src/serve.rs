@@ -135,7 +135,7 @@ async fn ping(db: Db) -> Result<(), String> {
 fn kafka_config(config: &Config) -> KafkaConfig {
     let t = &config.transport;
     let mut kafka = KafkaConfig::new(&t.brokers);
-    kafka.topic_prefix = t.topic_prefix.clone();
+    kafka.topics = t.topic_names();
     kafka.group_prefix = t.group_prefix.clone();
     kafka.session_timeout = Duration::from_secs(t.session_timeout_secs);
     kafka

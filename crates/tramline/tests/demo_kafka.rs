@@ -7,7 +7,7 @@ mod common;
 use common::{assert_exact, demo, mariadb, n};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tramline_testkit::kafka::{brokers, BrokerProcess};
+use tramline_testkit::kafka::{brokers, read_plain, unique_prefix, BrokerProcess};
 
 /// `tramline demo --json --transport kafka --brokers <brokers> <args>`.
 fn kafka_demo(brokers: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
@@ -46,6 +46,100 @@ fn eventuate_outboxes_on_mariadb_through_kafka() {
         ],
     );
     assert_exact(ok, &r, &stderr, 800);
+}
+
+/// A name no other run uses, shaped as an Eventuate aggregate type.
+fn aggregate_type(entity: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "com.example.t{}.{}.{entity}",
+        &id[20..],
+        entity.to_lowercase()
+    )
+}
+
+/// `--kafka-topic` renames and `--kafka-prefix` name the run's topics, in either outbox
+/// layout: a plain Kafka client finds the events on the renamed and the prefixed topics, each
+/// record keyed by its PARTITION_ID and destined to the topic it is on, and tramline's own
+/// consumers find them too (the view is exact).
+#[test]
+fn renamed_and_prefixed_topics_carry_the_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    for layout in ["tramline", "eventuate"] {
+        let prefix = unique_prefix("demo-names");
+        let order = aggregate_type("Order");
+        let payment = aggregate_type("Payment");
+        let (ok, r, stderr) = kafka_demo(
+            &brokers(),
+            &[
+                "--orders",
+                "300",
+                "--outbox-layout",
+                layout,
+                "--kafka-prefix",
+                &prefix,
+                "--kafka-topic",
+                &format!("order-events={order}"),
+                "--kafka-topic",
+                &format!("payment-events={payment}"),
+            ],
+        );
+        assert_exact(ok, &r, &stderr, 300);
+        let delivery = format!("{prefix}delivery-events");
+        // Every order was created, and most were paid and delivered (see the scenario).
+        for (topic, at_least) in [(&order, 300), (&payment, 200), (&delivery, 200)] {
+            let read = rt.block_on(read_plain(
+                &brokers(),
+                std::slice::from_ref(topic),
+                at_least,
+            ));
+            for record in &read {
+                assert_eq!(&record.topic, topic);
+                assert_eq!(record.header("DESTINATION"), topic, "{layout}: {record:?}");
+                assert_eq!(
+                    record.key,
+                    record.header("PARTITION_ID"),
+                    "{layout}: {record:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn topic_names_kafka_refuses_are_reported_before_anything_runs() {
+    let (ok, _, stderr) = kafka_demo(
+        &brokers(),
+        &[
+            "--orders",
+            "10",
+            "--kafka-topic",
+            "order-events=com.example.Shared",
+            "--kafka-topic",
+            "payment-events=com.example.Shared",
+            "--kafka-topic",
+            "orders=com.example.Order",
+            "--kafka-topic",
+            "delivery-events=no spaces",
+        ],
+    );
+    assert!(!ok);
+    for expected in [
+        "--kafka-topic orders=com.example.Order: \"orders\" is not one of the topics",
+        "--kafka-topic payment-events=com.example.Shared: topics \"order-events\" and \"payment-events\" would both be named \"com.example.Shared\"",
+        "--kafka-topic delivery-events=no spaces: topic \"delivery-events\" would be named \"no spaces\" on the cluster, which Kafka refuses",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+    let (ok, _, stderr) = demo(&["--orders", "10", "--kafka-topic", "order-events=x"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("use them with --transport kafka"),
+        "{stderr}"
+    );
 }
 
 /// Rows in the run's view database so far (0 until it exists).

@@ -204,9 +204,18 @@ async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
     let dir = TestDir::new("serve-e2e");
     let prefix = tramline_testkit::kafka::unique_prefix("serve");
     let listen: Vec<String> = (0..6).map(|_| free_address()).collect();
+    // Two topics under the names of an existing Eventuate system: one renamed by the file,
+    // one by the environment; the third keeps the prefix.
+    let tail = &prefix[prefix.len() - 9..prefix.len() - 1];
+    let order_topic = format!("com.example.t{tail}.order.Order");
+    let payment_topic = format!("com.example.t{tail}.payment.Payment");
     let transport = format!(
-        "kind = \"kafka\"\nbrokers = \"{}\"\npartitions = 4\ntopic_prefix = \"{prefix}\"\ngroup_prefix = \"{prefix}\"",
+        "kind = \"kafka\"\nbrokers = \"{}\"\npartitions = 4\ntopic_prefix = \"{prefix}\"\ngroup_prefix = \"{prefix}\"\n[transport.topics]\norder-events = \"{order_topic}\"",
         tramline_testkit::kafka::brokers()
+    );
+    let renamed = (
+        "TRAMLINE_TRANSPORT__TOPICS__PAYMENT_EVENTS",
+        payment_topic.clone(),
     );
     let databases = [
         dbs.url("order").await,
@@ -222,13 +231,14 @@ async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
         "idle_poll_ms = 20",
         "[log]\nlevel = \"info,tramline_orders::view=debug\"\n",
     );
-    let second_view = [("TRAMLINE_VIEW__LISTEN", listen[5].clone())];
+    let env = [renamed.clone()];
+    let second_view = [renamed, ("TRAMLINE_VIEW__LISTEN", listen[5].clone())];
     let mut processes = vec![
-        Served::start("order", "order", &config, &[], dir.path()),
-        Served::start("payment", "payment", &config, &[], dir.path()),
-        Served::start("delivery", "delivery", &config, &[], dir.path()),
-        Served::start("relay", "relay", &config, &[], dir.path()),
-        Served::start("view", "view-1", &config, &[], dir.path()),
+        Served::start("order", "order", &config, &env, dir.path()),
+        Served::start("payment", "payment", &config, &env, dir.path()),
+        Served::start("delivery", "delivery", &config, &env, dir.path()),
+        Served::start("relay", "relay", &config, &env, dir.path()),
+        Served::start("view", "view-1", &config, &env, dir.path()),
     ];
     let mut view_2 = Served::start("view", "view-2", &config, &second_view, dir.path());
     let http = client();
@@ -381,6 +391,21 @@ async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
         assert!(metric(&http, view, name).await > 0.0, "{name} missing");
     }
     assert!(metric(&http, &urls.order, "tramline_http_requests_total").await >= orders as f64);
+
+    // A plain Kafka client finds the events on the renamed topics and the prefixed one.
+    let delivery_topic = format!("{prefix}delivery-events");
+    for topic in [&order_topic, &payment_topic, &delivery_topic] {
+        let read = tramline_testkit::kafka::read_plain(
+            &tramline_testkit::kafka::brokers(),
+            std::slice::from_ref(topic),
+            100,
+        )
+        .await;
+        for record in &read {
+            assert_eq!(record.header("DESTINATION"), topic.as_str(), "{record:?}");
+            assert_eq!(record.key, record.header("PARTITION_ID"), "{record:?}");
+        }
+    }
 
     for process in &processes {
         process.signal("TERM");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 use tramline_core::ports::Transport;
+use tramline_core::topics::TopicNames;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_testkit::kafka;
 
@@ -10,7 +11,7 @@ use tramline_testkit::kafka;
 pub fn config(test: &str, brokers: &str) -> KafkaConfig {
     let prefix = kafka::unique_prefix(test);
     let mut c = KafkaConfig::new(brokers);
-    c.topic_prefix = prefix.clone();
+    c.topics = TopicNames::with_prefix(&prefix);
     c.group_prefix = prefix;
     // The broker's first assignment of a group waits about half of this.
     c.session_timeout = Duration::from_secs(6);
@@ -41,4 +42,15 @@ pub async fn transport(test: &str, topics: &[&str], partitions: i32) -> KafkaTra
             .expect("topic created");
     }
     t
+}
+
+/// Creates a topic under exactly `name`, with no prefix or rename.
+pub async fn create_literal(name: &str, partitions: i32) {
+    let plain = KafkaTransport::connect(KafkaConfig::new(kafka::brokers()))
+        .await
+        .expect("the test broker");
+    plain
+        .create_topic(name, partitions)
+        .await
+        .expect("topic created");
 }

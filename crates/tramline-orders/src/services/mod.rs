@@ -18,6 +18,7 @@ use crate::events::DomainEvent;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tramline_core::topics::TopicNames;
 use tramline_sql::db::Tuple;
 use tramline_sql::{
     insert_rows, migrate, Assign, Db, DbOptions, Dialect, IdempotencyStore, LockMode, OutboxLayout,
@@ -44,22 +45,26 @@ impl ServiceDb {
     /// Opens the database at `url` and applies the outbox, inbox, idempotency and service
     /// migrations.
     pub async fn open(url: &str, options: &DbOptions, service: Migrations) -> Result<Self> {
-        ServiceDb::open_with_layout(url, options, service, OutboxLayout::Tramline).await
+        let tramline = OutboxLayout::Tramline;
+        ServiceDb::open_with_layout(url, options, service, tramline, TopicNames::default()).await
     }
 
     /// As [`ServiceDb::open`], with the outbox in `layout` (Eventuate's `message` table, for
-    /// a service whose outbox Eventuate's CDC publishes).
+    /// a service whose outbox Eventuate's CDC publishes), its destinations named as the
+    /// transport names topics (`topics`: a Kafka prefix and renames).
     pub async fn open_with_layout(
         url: &str,
         options: &DbOptions,
         service: Migrations,
         layout: OutboxLayout,
+        topics: TopicNames,
     ) -> Result<Self> {
         let db = Db::connect(url, options).await?;
         migrate(&db, &[layout.schema(), Schema::Inbox, Schema::Idempotency]).await?;
         db.run_migrator(&mut service(db.dialect())).await?;
+        let outbox = SqlOutbox::with_layout(db.clone(), layout).with_topics(topics);
         Ok(ServiceDb {
-            outbox: Arc::new(SqlOutbox::with_layout(db.clone(), layout)),
+            outbox: Arc::new(outbox),
             idempotency: IdempotencyStore::new(db.clone()),
             db,
         })
