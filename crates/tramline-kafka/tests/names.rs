@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tramline_core::envelope::{AGGREGATE_ID, AGGREGATE_TYPE, EVENT_TYPE};
 use tramline_core::ports::{Subscription, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
@@ -31,17 +30,6 @@ async fn transport(test: &str, names: TopicNames, topics: &[&str]) -> KafkaTrans
         t.create_topic(topic, 2).await.expect("topic created");
     }
     t
-}
-
-/// A name no other test run uses, in an Eventuate aggregate type's shape.
-fn aggregate_type(entity: &str) -> String {
-    // The random tail of a v7 id.
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    format!(
-        "com.example.t{}.{}.{entity}",
-        &id[20..],
-        entity.to_lowercase()
-    )
 }
 
 fn event(topic: &str, key: &str, event_type: &str) -> Envelope {
@@ -67,19 +55,7 @@ fn assert_eventuate_record(r: &PlainRecord, topic: &str) {
 async fn consume(t: &KafkaTransport, topics: &[&str], n: usize) -> Vec<Record> {
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     let mut s = t.subscribe("view", &topics).await.expect("subscribed");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "tramline's consumer found {} of {n}",
-            out.len()
-        );
-        out.extend(s.poll(100, Duration::from_millis(200)).await.expect("poll"));
-        if let Some(revocation) = s.take_revocation() {
-            revocation.complete(Vec::new());
-        }
-    }
+    let out = common::poll_n(&mut s, n).await;
     s.close().await;
     out
 }
@@ -112,8 +88,8 @@ async fn a_prefixed_topics_records_name_it_as_their_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renamed_topics_are_published_under_their_new_names() {
     let prefix = kafka::unique_prefix("renamed");
-    let order = aggregate_type("Order");
-    let payment = aggregate_type("Payment");
+    let order = kafka::unique_aggregate_type("Order");
+    let payment = kafka::unique_aggregate_type("Payment");
     let mut names = TopicNames::with_prefix(&prefix);
     names
         .rename("order-events", &order)
@@ -170,8 +146,8 @@ async fn renamed_topics_are_published_under_their_new_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_eventuate_row_goes_to_the_topic_its_destination_names() {
     let prefix = kafka::unique_prefix("eventuate-row");
-    let order = aggregate_type("Order");
-    let customer = aggregate_type("Customer");
+    let order = kafka::unique_aggregate_type("Order");
+    let customer = kafka::unique_aggregate_type("Customer");
     let mut names = TopicNames::with_prefix(&prefix);
     names.rename("order-events", &order);
     let t = Arc::new(transport("eventuate-row", names.clone(), &["order-events"]).await);

@@ -30,24 +30,6 @@ fn events(topic: &str, n: usize, keys: usize) -> Vec<Envelope> {
         .collect()
 }
 
-/// Polls until `n` records arrived (or fails after 60 s).
-async fn poll_n<S: Subscription>(s: &mut S, n: usize) -> Vec<Record> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} records arrived",
-            out.len()
-        );
-        out.extend(s.poll(500, Duration::from_millis(200)).await.expect("poll"));
-        if let Some(revocation) = s.take_revocation() {
-            revocation.complete(Vec::new());
-        }
-    }
-    out
-}
-
 fn seq(r: &Record) -> i64 {
     let v: serde_json::Value = serde_json::from_str(&r.envelope.payload).expect("json payload");
     v["seq"].as_i64().expect("seq")
@@ -62,7 +44,7 @@ async fn keeps_key_order_places_keys_as_java_does_and_resumes_at_commits() {
     }
     let topics = vec!["orders".to_owned()];
     let mut s = t.subscribe("g", &topics).await.expect("subscribed");
-    let got = poll_n(&mut s, 300).await;
+    let got = common::poll_n(&mut s, 300).await;
     assert_eq!(got.len(), 300, "exactly the records published");
 
     let mut next_seq: HashMap<&str, i64> = HashMap::new();
@@ -103,7 +85,7 @@ async fn keeps_key_order_places_keys_as_java_does_and_resumes_at_commits() {
     s.close().await;
 
     let mut again = t.subscribe("g", &topics).await.expect("subscribed again");
-    let rest = poll_n(&mut again, expected_rest).await;
+    let rest = common::poll_n(&mut again, expected_rest).await;
     for r in &rest {
         let committed = positions
             .iter()
@@ -191,7 +173,7 @@ async fn reads_what_an_eventuate_service_publishes() {
         .subscribe("g", &["orders".to_owned()])
         .await
         .expect("subscribed");
-    let got = poll_n(&mut s, 2).await;
+    let got = common::poll_n(&mut s, 2).await;
     let e = &got[0].envelope;
     assert_eq!(e.id, Envelope::id_for(eventuate_id));
     assert_eq!(

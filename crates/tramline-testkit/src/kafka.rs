@@ -23,6 +23,16 @@ pub fn unique_prefix(test: &str) -> String {
     format!("t-{test}-{tail:016x}.")
 }
 
+/// A topic name unique to this test run, shaped as an Eventuate aggregate type:
+/// `com.example.t<random>.<entity lower-cased>.<entity>`.
+pub fn unique_aggregate_type(entity: &str) -> String {
+    let tail: u64 = rand::random();
+    format!(
+        "com.example.t{tail:016x}.{}.{entity}",
+        entity.to_lowercase()
+    )
+}
+
 /// The nisshi broker binary: `TRAMLINE_NISSHI`, else `nisshi` on the PATH, else cargo's bin.
 fn nisshi() -> PathBuf {
     if let Ok(path) = std::env::var("TRAMLINE_NISSHI") {

@@ -7,7 +7,9 @@ mod common;
 use common::{assert_exact, demo, mariadb, n};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tramline_testkit::kafka::{brokers, read_plain, unique_prefix, BrokerProcess};
+use tramline_testkit::kafka::{
+    brokers, read_plain, unique_aggregate_type, unique_prefix, BrokerProcess,
+};
 
 /// `tramline demo --json --transport kafka --brokers <brokers> <args>`.
 fn kafka_demo(brokers: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
@@ -48,16 +50,6 @@ fn eventuate_outboxes_on_mariadb_through_kafka() {
     assert_exact(ok, &r, &stderr, 800);
 }
 
-/// A name no other run uses, shaped as an Eventuate aggregate type.
-fn aggregate_type(entity: &str) -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    format!(
-        "com.example.t{}.{}.{entity}",
-        &id[20..],
-        entity.to_lowercase()
-    )
-}
-
 /// `--kafka-topic` renames and `--kafka-prefix` name the run's topics, in either outbox
 /// layout: a plain Kafka client finds the events on the renamed and the prefixed topics, each
 /// record keyed by its PARTITION_ID and destined to the topic it is on, and tramline's own
@@ -70,8 +62,8 @@ fn renamed_and_prefixed_topics_carry_the_run() {
         .expect("a runtime");
     for layout in ["tramline", "eventuate"] {
         let prefix = unique_prefix("demo-names");
-        let order = aggregate_type("Order");
-        let payment = aggregate_type("Payment");
+        let order = unique_aggregate_type("Order");
+        let payment = unique_aggregate_type("Payment");
         let (ok, r, stderr) = kafka_demo(
             &brokers(),
             &[

@@ -206,9 +206,8 @@ async fn separate_processes_on_mariadb_and_kafka_keep_the_view_exact() {
     let listen: Vec<String> = (0..6).map(|_| free_address()).collect();
     // Two topics under the names of an existing Eventuate system: one renamed by the file,
     // one by the environment; the third keeps the prefix.
-    let tail = &prefix[prefix.len() - 9..prefix.len() - 1];
-    let order_topic = format!("com.example.t{tail}.order.Order");
-    let payment_topic = format!("com.example.t{tail}.payment.Payment");
+    let order_topic = tramline_testkit::kafka::unique_aggregate_type("Order");
+    let payment_topic = tramline_testkit::kafka::unique_aggregate_type("Payment");
     let transport = format!(
         "kind = \"kafka\"\nbrokers = \"{}\"\npartitions = 4\ntopic_prefix = \"{prefix}\"\ngroup_prefix = \"{prefix}\"\n[transport.topics]\norder-events = \"{order_topic}\"",
         tramline_testkit::kafka::brokers()

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::time::Duration;
-use tramline_core::ports::Transport;
+use tramline_core::ports::{Subscription, Transport};
 use tramline_core::topics::TopicNames;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_testkit::kafka;
@@ -53,4 +53,22 @@ pub async fn create_literal(name: &str, partitions: i32) {
         .create_topic(name, partitions)
         .await
         .expect("topic created");
+}
+
+/// Polls until `n` records arrived (or fails after 60 s).
+pub async fn poll_n<S: Subscription>(s: &mut S, n: usize) -> Vec<tramline_core::Record> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} records arrived",
+            out.len()
+        );
+        out.extend(s.poll(500, Duration::from_millis(200)).await.expect("poll"));
+        if let Some(revocation) = s.take_revocation() {
+            revocation.complete(Vec::new());
+        }
+    }
+    out
 }
