@@ -14,6 +14,7 @@ pub mod fault;
 pub mod offsets;
 pub mod partitioner;
 pub mod ports;
+pub mod readmodel;
 pub mod relay;
 pub mod retry;
 pub mod telemetry;
