@@ -547,6 +547,21 @@ impl Tuple<'_> {
         self.stmt.bind(value);
         self
     }
+
+    /// Binds the row's next value as `CAST(value AS sql_type)`: text written to a column of
+    /// another type (PostgreSQL converts no text implicitly).
+    pub fn bind_cast(&mut self, value: impl Into<Arg>, sql_type: &str) -> &mut Self {
+        if !self.first {
+            self.stmt.sql.push_str(", ");
+        }
+        self.first = false;
+        self.stmt.sql.push_str("CAST(");
+        self.stmt.bind(value);
+        self.stmt.sql.push_str(" AS ");
+        self.stmt.sql.push_str(sql_type);
+        self.stmt.sql.push(')');
+        self
+    }
 }
 
 /// Writes `rows` with multi-row statements: `insert` is the statement up to `VALUES`

@@ -16,6 +16,7 @@ mod log;
 pub mod migrate;
 mod outbox;
 pub mod provision;
+pub mod readmodel;
 
 pub use db::{insert_rows, Db, DbOptions, Stmt, Tx};
 pub use dialect::{Assign, Dialect, LockMode};
@@ -25,3 +26,4 @@ pub use inbox::Inbox;
 pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};
 pub use outbox::{OutboxLayout, SqlOutbox};
+pub use readmodel::ReadModelTable;

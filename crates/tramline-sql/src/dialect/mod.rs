@@ -176,6 +176,54 @@ impl Dialect {
         }
     }
 
+    /// The clause after a multi-row `INSERT INTO table (…) VALUES …` that merges each new
+    /// row into the one already there register by register: each `(version, columns)` set
+    /// takes the new row's values only where the new row carries a version for it (NULL
+    /// means "this batch does not write the set") newer than the stored one, whatever the
+    /// other sets do (see `tramline_core::readmodel`). PostgreSQL and SQLite evaluate every
+    /// assignment against the row as it was; MariaDB evaluates them left to right, so there
+    /// each set's version is assigned after its columns.
+    pub fn register_upsert(self, table: &str, key: &str, sets: &[(&str, Vec<&str>)]) -> String {
+        let mut assigns = Vec::new();
+        for (version, columns) in sets {
+            let (newer, new, old) = match self {
+                Dialect::Sqlite | Dialect::Postgres => (
+                    format!(
+                        "excluded.{version} IS NOT NULL AND ({table}.{version} IS NULL \
+                         OR {table}.{version} < excluded.{version})"
+                    ),
+                    "excluded.",
+                    format!("{table}."),
+                ),
+                Dialect::MySql => (
+                    format!(
+                        "VALUES({version}) IS NOT NULL AND ({version} IS NULL \
+                         OR {version} < VALUES({version}))"
+                    ),
+                    "",
+                    String::new(),
+                ),
+            };
+            for column in columns.iter().chain([version]) {
+                let new = match self {
+                    Dialect::MySql => format!("VALUES({column})"),
+                    _ => format!("{new}{column}"),
+                };
+                assigns.push(match self {
+                    Dialect::MySql => format!("{column} = IF({newer}, {new}, {column})"),
+                    _ => format!("{column} = CASE WHEN {newer} THEN {new} ELSE {old}{column} END"),
+                });
+            }
+        }
+        let set = assigns.join(", ");
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!(" ON CONFLICT ({key}) DO UPDATE SET {set}")
+            }
+            Dialect::MySql => format!(" ON DUPLICATE KEY UPDATE {set}"),
+        }
+    }
+
     /// The clause after a multi-row `INSERT` that skips rows whose unique `key` exists.
     /// (MariaDB's `INSERT IGNORE` would also swallow other errors; a no-op assignment does
     /// not.)
@@ -271,6 +319,23 @@ mod tests {
         assert!(Dialect::MySql
             .upsert("t", &["k"], &[Assign::Max("o")], None)
             .contains("o = GREATEST(o, VALUES(o))"));
+    }
+
+    #[test]
+    fn register_upserts_guard_each_set_by_its_own_version() {
+        let sets = [("a_v", vec!["a"]), ("b_v", vec!["b", "c"])];
+        let pg = Dialect::Postgres.register_upsert("t", "k", &sets);
+        assert!(pg.starts_with(" ON CONFLICT (k) DO UPDATE SET a = CASE WHEN excluded.a_v IS NOT NULL AND (t.a_v IS NULL OR t.a_v < excluded.a_v) THEN excluded.a ELSE t.a END"), "{pg}");
+        assert!(
+            pg.contains("c = CASE WHEN excluded.b_v IS NOT NULL"),
+            "{pg}"
+        );
+        let my = Dialect::MySql.register_upsert("t", "k", &sets);
+        for (column, version) in [("b", "b_v"), ("c", "b_v"), ("a", "a_v")] {
+            let at = my.find(&format!("{column} = IF(")).expect("assigned");
+            let v = my.find(&format!("{version} = IF(")).expect("assigned");
+            assert!(at < v, "{column} before {version}: {my}");
+        }
     }
 
     #[test]

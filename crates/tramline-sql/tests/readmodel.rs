@@ -1,0 +1,263 @@
+//! A declared read model's table on every database: snapshot and delta groups, clearing and
+//! deleting, applied as duplicated, shuffled batches by concurrent workers that start each
+//! round together, end equal to the merge rule's row (which equals the in-order fold, see
+//! `tramline_core::readmodel`'s property test).
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Barrier;
+use tramline_core::readmodel::{
+    merge, visible, Change, Column, ColumnType, Declaration, Effect, EventMapping, Group, RowState,
+    ValueSource, VersionSource,
+};
+use tramline_sql::{Db, DbOptions, ReadModelTable};
+use tramline_testkit::{on_every_database, Backend, TestDbs};
+
+const WORKERS: usize = 3;
+
+fn column(name: &str, ty: ColumnType) -> Column {
+    Column {
+        name: name.into(),
+        ty,
+    }
+}
+
+fn event(
+    topic: &str,
+    event_type: &str,
+    group: &str,
+    sets: &[&str],
+    effect: Effect,
+) -> EventMapping {
+    EventMapping {
+        topic: topic.into(),
+        event_type: event_type.into(),
+        group: group.into(),
+        key: ValueSource::Field(vec!["orderId".into()]),
+        sets: sets
+            .iter()
+            .map(|c| (c.to_string(), ValueSource::Field(vec![c.to_string()])))
+            .collect(),
+        effect,
+    }
+}
+
+/// Orders as snapshots with a version field; payments as Eventuate-style deltas ordered by
+/// position.
+fn declaration() -> Declaration {
+    let decimal = ColumnType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+    Declaration {
+        name: "order-status".into(),
+        table: "order_status".into(),
+        key: column("order_id", ColumnType::Text),
+        groups: vec![
+            Group {
+                name: "ord".into(),
+                columns: vec![
+                    column("order_status", ColumnType::Text),
+                    column("quantity", ColumnType::Integer),
+                    column("amount", decimal),
+                ],
+                version: VersionSource::Value(ValueSource::Field(vec!["version".into()])),
+            },
+            Group {
+                name: "pay".into(),
+                columns: vec![
+                    column("payment_id", ColumnType::Text),
+                    column("payment_status", ColumnType::Text),
+                    column("reason", ColumnType::Text),
+                ],
+                version: VersionSource::Position,
+            },
+        ],
+        events: vec![
+            event(
+                "orders",
+                "OrderChanged",
+                "ord",
+                &["order_status", "quantity", "amount"],
+                Effect::Set,
+            ),
+            event("orders", "OrderDeleted", "ord", &[], Effect::DeleteRow),
+            event(
+                "payments",
+                "PaymentCreated",
+                "pay",
+                &["payment_id", "payment_status"],
+                Effect::Set,
+            ),
+            event(
+                "payments",
+                "PaymentApproved",
+                "pay",
+                &["payment_status"],
+                Effect::Set,
+            ),
+            event(
+                "payments",
+                "PaymentRejected",
+                "pay",
+                &["payment_status", "reason"],
+                Effect::Set,
+            ),
+            event("payments", "PaymentCleared", "pay", &[], Effect::ClearGroup),
+        ],
+    }
+}
+
+/// Each key's events in their own order, with values of every column type.
+fn streams(d: &Declaration, keys: usize, rng: &mut SmallRng) -> Vec<(String, Change)> {
+    let mut all = Vec::new();
+    for k in 0..keys {
+        let key = format!("order-{k:03}");
+        let mut versions: BTreeMap<&str, i64> = BTreeMap::new();
+        for _ in 0..rng.gen_range(1..12) {
+            let mapping = &d.events[rng.gen_range(0..d.events.len())];
+            let version = versions.entry(mapping.group.as_str()).or_insert(0);
+            *version += rng.gen_range(1..4);
+            let n: u32 = rng.gen_range(0..1000);
+            let values = mapping
+                .sets
+                .keys()
+                .map(|c| {
+                    let v = match c.as_str() {
+                        "quantity" => n.to_string(),
+                        "amount" => format!("{}.{:02}", n, n % 100),
+                        other => format!("{other}-{n}"),
+                    };
+                    (c.clone(), (!n.is_multiple_of(7)).then_some(v))
+                })
+                .collect();
+            all.push((key.clone(), Change::of(d, mapping, *version, None, &values)));
+        }
+    }
+    all
+}
+
+/// Non-NULL columns of each visible row.
+fn set_columns(
+    rows: BTreeMap<String, BTreeMap<String, Option<String>>>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    rows.into_iter()
+        .map(|(k, row)| {
+            (
+                k,
+                row.into_iter().filter_map(|(c, v)| Some((c, v?))).collect(),
+            )
+        })
+        .collect()
+}
+
+async fn concurrent_shuffled_duplicated_batches_end_at_the_merge_rule(backend: Backend) {
+    let dbs = TestDbs::new(backend, "readmodel");
+    let db = Db::connect(&dbs.url("view").await, &DbOptions::default())
+        .await
+        .expect("opens");
+    let table = Arc::new(ReadModelTable::new(declaration()).expect("a safe declaration"));
+    table.create(&db).await.expect("table created");
+    table
+        .create(&db)
+        .await
+        .expect("creating it again changes nothing");
+
+    let mut rng = SmallRng::seed_from_u64(7);
+    let changes = streams(table.declaration(), 60, &mut rng);
+    let mut expected: BTreeMap<String, RowState> = BTreeMap::new();
+    for (key, change) in &changes {
+        merge(expected.entry(key.clone()).or_default(), change).expect("one origin");
+    }
+    let expected: BTreeMap<String, BTreeMap<String, Option<String>>> = expected
+        .iter()
+        .filter_map(|(k, row)| Some((k.clone(), visible(row)?)))
+        .collect();
+    assert!(
+        expected.len() < 60,
+        "some rows are deleted, so deletion is tested"
+    );
+
+    let mut delivered = changes.clone();
+    for _ in 0..changes.len() / 3 {
+        delivered.push(changes[rng.gen_range(0..changes.len())].clone());
+    }
+    delivered.shuffle(&mut rng);
+    // Rounds of work; in each, the workers start together on overlapping keys.
+    let rounds: Vec<Vec<Vec<(String, Change)>>> = delivered
+        .chunks(WORKERS * 8)
+        .map(|round| round.chunks(8).map(<[_]>::to_vec).collect())
+        .collect();
+    let barrier = Arc::new(Barrier::new(WORKERS));
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let mine: Vec<Vec<(String, Change)>> = rounds
+            .iter()
+            .map(|round| round.get(w).cloned().unwrap_or_default())
+            .collect();
+        let (db, table, barrier) = (db.clone(), Arc::clone(&table), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let mut retries = 0;
+            for batch in mine {
+                barrier.wait().await;
+                loop {
+                    let mut tx = db.begin("test").await.expect("begin");
+                    let applied = match table.apply(&mut tx, &batch).await {
+                        Ok(()) => tx.commit("test").await,
+                        Err(e) => Err(e),
+                    };
+                    match applied {
+                        Ok(()) => break,
+                        Err(e) if e.is_transient() => retries += 1,
+                        Err(e) => panic!("apply failed: {e}"),
+                    }
+                }
+            }
+            retries
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker ran");
+    }
+    let rows = table.rows(&db).await.expect("rows read");
+    assert_eq!(set_columns(rows), set_columns(expected));
+    db.close().await;
+}
+
+async fn a_value_that_is_not_of_its_columns_type_is_an_error(backend: Backend) {
+    let dbs = TestDbs::new(backend, "readmodel_types");
+    let db = Db::connect(&dbs.url("view").await, &DbOptions::default())
+        .await
+        .expect("opens");
+    let table = ReadModelTable::new(declaration()).expect("a safe declaration");
+    table.create(&db).await.expect("table created");
+    let d = table.declaration();
+    let values = [
+        ("order_status".to_owned(), Some("PENDING".to_owned())),
+        ("quantity".to_owned(), Some("three".to_owned())),
+        ("amount".to_owned(), Some("1.00".to_owned())),
+    ]
+    .into();
+    let change = Change::of(d, &d.events[0], 1, None, &values);
+    let mut tx = db.begin("test").await.expect("begin");
+    let err = table
+        .apply(&mut tx, &[("order-1".into(), change)])
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("convert a value"), "{err}");
+    let source = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        source.contains("\"three\" is not a whole number"),
+        "{source}"
+    );
+}
+
+on_every_database!(
+    concurrent_shuffled_duplicated_batches_end_at_the_merge_rule,
+    a_value_that_is_not_of_its_columns_type_is_an_error,
+);
