@@ -83,6 +83,16 @@ pub struct Column {
     pub ty: ColumnType,
 }
 
+impl Column {
+    /// A column `name` of type `ty`.
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Column {
+            name: name.into(),
+            ty,
+        }
+    }
+}
+
 /// Columns of the view fed by one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -362,6 +372,36 @@ impl Declaration {
 }
 
 impl EventMapping {
+    /// The event `event_type` on `topic`, feeding `group`, its view key from `key`; it sets
+    /// nothing until told ([`EventMapping::set`]).
+    pub fn new(
+        topic: impl Into<String>,
+        event_type: impl Into<String>,
+        group: impl Into<String>,
+        key: ValueSource,
+    ) -> Self {
+        EventMapping {
+            topic: topic.into(),
+            event_type: event_type.into(),
+            group: group.into(),
+            key,
+            sets: BTreeMap::new(),
+            effect: Effect::Set,
+        }
+    }
+
+    /// Sets `column` from `source`, builder style.
+    pub fn set(mut self, column: impl Into<String>, source: ValueSource) -> Self {
+        self.sets.insert(column.into(), source);
+        self
+    }
+
+    /// Gives the event `effect` besides the columns it sets, builder style.
+    pub fn with_effect(mut self, effect: Effect) -> Self {
+        self.effect = effect;
+        self
+    }
+
     /// Whether applying this event writes `column` (sets it, or clears it).
     pub fn writes(&self, column: &str) -> bool {
         self.effect != Effect::Set || self.sets.contains_key(column)

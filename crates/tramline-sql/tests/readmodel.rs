@@ -18,13 +18,6 @@ use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 const WORKERS: usize = 3;
 
-fn column(name: &str, ty: ColumnType) -> Column {
-    Column {
-        name: name.into(),
-        ty,
-    }
-}
-
 fn event(
     topic: &str,
     event_type: &str,
@@ -32,17 +25,12 @@ fn event(
     sets: &[&str],
     effect: Effect,
 ) -> EventMapping {
-    EventMapping {
-        topic: topic.into(),
-        event_type: event_type.into(),
-        group: group.into(),
-        key: ValueSource::Field(vec!["orderId".into()]),
-        sets: sets
-            .iter()
-            .map(|c| (c.to_string(), ValueSource::Field(vec![c.to_string()])))
-            .collect(),
-        effect,
-    }
+    let key = ValueSource::Field(vec!["orderId".into()]);
+    sets.iter()
+        .fold(EventMapping::new(topic, event_type, group, key), |m, c| {
+            m.set(*c, ValueSource::Field(vec![c.to_string()]))
+        })
+        .with_effect(effect)
 }
 
 /// Orders as snapshots with a version field; payments as Eventuate-style deltas ordered by
@@ -55,23 +43,23 @@ fn declaration() -> Declaration {
     Declaration {
         name: "order-status".into(),
         table: "order_status".into(),
-        key: column("order_id", ColumnType::Text),
+        key: Column::new("order_id", ColumnType::Text),
         groups: vec![
             Group {
                 name: "ord".into(),
                 columns: vec![
-                    column("order_status", ColumnType::Text),
-                    column("quantity", ColumnType::Integer),
-                    column("amount", decimal),
+                    Column::new("order_status", ColumnType::Text),
+                    Column::new("quantity", ColumnType::Integer),
+                    Column::new("amount", decimal),
                 ],
                 version: VersionSource::Value(ValueSource::Field(vec!["version".into()])),
             },
             Group {
                 name: "pay".into(),
                 columns: vec![
-                    column("payment_id", ColumnType::Text),
-                    column("payment_status", ColumnType::Text),
-                    column("reason", ColumnType::Text),
+                    Column::new("payment_id", ColumnType::Text),
+                    Column::new("payment_status", ColumnType::Text),
+                    Column::new("reason", ColumnType::Text),
                 ],
                 version: VersionSource::Position,
             },

@@ -5,10 +5,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn column(name: &str) -> Column {
-    Column {
-        name: name.into(),
-        ty: ColumnType::Text,
-    }
+    Column::new(name, ColumnType::Text)
 }
 
 fn mapping(
@@ -18,17 +15,12 @@ fn mapping(
     sets: &[&str],
     effect: Effect,
 ) -> EventMapping {
-    EventMapping {
-        topic: topic.into(),
-        event_type: event_type.into(),
-        group: group.into(),
-        key: ValueSource::Field(vec!["orderId".into()]),
-        sets: sets
-            .iter()
-            .map(|c| (c.to_string(), ValueSource::Field(vec![c.to_string()])))
-            .collect(),
-        effect,
-    }
+    let key = ValueSource::Field(vec!["orderId".into()]);
+    sets.iter()
+        .fold(EventMapping::new(topic, event_type, group, key), |m, c| {
+            m.set(*c, ValueSource::Field(vec![c.to_string()]))
+        })
+        .with_effect(effect)
 }
 
 /// Eventuate's payment events, as delta events ordered by position.
