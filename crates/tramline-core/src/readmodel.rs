@@ -25,6 +25,7 @@
 //!
 //! This module is the rule itself, with no I/O; the SQL stores write it as guarded upserts.
 
+use crate::Record;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The type of a view column, mapped to each dialect's column type by the stores.
@@ -504,6 +505,124 @@ impl Change {
             origin,
             writes,
         }
+    }
+}
+
+/// Why a record cannot be read as a change of the view (the runtime parks it as poison).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The payload is not JSON.
+    #[error("the payload of {event_type:?} is not JSON")]
+    NotJson {
+        /// The event type.
+        event_type: String,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event carries no view key.
+    #[error("{event_type:?} has no view key at {at}")]
+    NoKey {
+        /// The event type.
+        event_type: String,
+        /// Where the key was looked for.
+        at: String,
+    },
+    /// The version field is missing or not a whole number.
+    #[error("{event_type:?} has no whole-number version at {at}")]
+    NoVersion {
+        /// The event type.
+        event_type: String,
+        /// Where the version was looked for.
+        at: String,
+    },
+}
+
+impl ValueSource {
+    /// Where this source looks, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ValueSource::Field(path) => format!("payload field {}", path.join(".")),
+            ValueSource::Header(name) => format!("header {name}"),
+            ValueSource::RecordKey => "the record key".into(),
+            ValueSource::Constant(c) => format!("constant {c:?}"),
+        }
+    }
+
+    /// The value this source gives for `record` (whose payload is `payload`), as text:
+    /// strings as they are, numbers and booleans as JSON writes them, objects and arrays as
+    /// JSON; `None` for a missing field or a JSON null.
+    pub fn read(&self, record: &Record, payload: &serde_json::Value) -> Option<String> {
+        match self {
+            ValueSource::Field(path) => {
+                let found = path.iter().try_fold(payload, |v, field| v.get(field))?;
+                match found {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                }
+            }
+            ValueSource::Header(name) => record.envelope.header(name).map(str::to_owned),
+            ValueSource::RecordKey => Some(record.envelope.key.clone()),
+            ValueSource::Constant(c) => Some(c.clone()),
+        }
+    }
+}
+
+impl Declaration {
+    /// The view key and change `record` makes, or `None` when the view does not react to its
+    /// (topic, event type).
+    pub fn decode(&self, record: &Record) -> Result<Option<(String, Change)>, DecodeError> {
+        let envelope = &record.envelope;
+        let event_type = envelope.event_type().unwrap_or_default();
+        let Some(mapping) = self.mapping(&envelope.topic, event_type) else {
+            return Ok(None);
+        };
+        let Some(group) = self.group(&mapping.group) else {
+            return Ok(None);
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&envelope.payload).map_err(|source| DecodeError::NotJson {
+                event_type: event_type.to_owned(),
+                source,
+            })?;
+        let key = mapping
+            .key
+            .read(record, &payload)
+            .ok_or_else(|| DecodeError::NoKey {
+                event_type: event_type.to_owned(),
+                at: mapping.key.describe(),
+            })?;
+        let (version, origin) = match &group.version {
+            VersionSource::Value(source) => {
+                let version = source
+                    .read(record, &payload)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .ok_or_else(|| DecodeError::NoVersion {
+                        event_type: event_type.to_owned(),
+                        at: source.describe(),
+                    })?;
+                (version, None)
+            }
+            VersionSource::Position => (
+                record.offset,
+                Some(Origin {
+                    topic: envelope.topic.clone(),
+                    partition: record.partition,
+                    record_key: envelope.key.clone(),
+                }),
+            ),
+        };
+        let values = mapping
+            .sets
+            .iter()
+            .map(|(column, source)| (column.clone(), source.read(record, &payload)))
+            .collect();
+        Ok(Some((
+            key,
+            Change::of(self, mapping, version, origin, &values),
+        )))
     }
 }
 

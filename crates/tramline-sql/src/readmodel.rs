@@ -4,16 +4,21 @@
 //! The table has the key, every declared column, and per group: one version column per
 //! *version set* (columns written by the same events, [`Declaration::version_sets`]; a
 //! snapshot group has one), the presence register `<group>__present` with its version
-//! `<group>__version` (the newest version of the group applied to the row). A batch is
-//! written per group with one multi-row upsert whose assignments are guarded set by set
-//! ([`Dialect::register_upsert`]): no read-modify-write, no insert race, and rows written in
-//! key order so concurrent batches lock them in one order. A batch first keeps, per key and
-//! version set, only the newest change that writes it (PostgreSQL refuses an upsert touching
-//! one row twice).
+//! `<group>__version` (the newest version of the group applied to the row), and for a group
+//! ordered by record positions `<group>__origin`, where its events for the row come from.
+//! A batch is one multi-row upsert, a row per key in key order (so concurrent batches lock
+//! rows in one order and cannot deadlock), whose assignments are guarded version set by
+//! version set ([`Dialect::register_upsert`]): no read-modify-write and no insert race. A
+//! batch first keeps, per key and version set, only the newest change that writes it
+//! (PostgreSQL refuses an upsert touching one row twice); a set the batch does not write has
+//! a NULL version, which leaves it as it is. After the upsert, the stored origins of
+//! positional groups are compared with the batch's, and a difference fails the batch.
 
 use crate::{insert_rows, Db, Dialect, SqlError, Tx};
 use std::collections::BTreeMap;
-use tramline_core::readmodel::{Change, ColumnType, Declaration, DeclarationError, PRESENCE};
+use tramline_core::readmodel::{
+    Change, ColumnType, Declaration, DeclarationError, MergeError, Origin, VersionSource, PRESENCE,
+};
 
 const STORE: &str = "read model";
 
@@ -31,6 +36,9 @@ struct GroupTable {
     sets: Vec<VersionSet>,
     presence: String,
     version: String,
+    /// For a positional group: where its events for the row come from
+    /// (`topic/partition/record key`), set by the first and checked for every later one.
+    origin: Option<String>,
 }
 
 /// A declared read model's table on a database.
@@ -40,8 +48,49 @@ pub struct ReadModelTable {
     groups: Vec<GroupTable>,
 }
 
+/// One group's part of a batch for one key: the newest change writing each version set,
+/// and the group's newest change.
+type GroupNewest<'a> = (Vec<Option<&'a Change>>, Option<&'a Change>);
+
 /// A change to apply: the view key and what the event writes.
 pub type KeyedChange = (String, Change);
+
+/// Why changes could not be applied to a read model's table.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadModelError {
+    /// The database failed.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    /// A value is not of its column's type.
+    #[error("view key {key:?}: column {column}: {value:?} {why}")]
+    Value {
+        /// The view key.
+        key: String,
+        /// The column.
+        column: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A positional change from another partition or aggregate than the group's first.
+    #[error("view key {key:?}")]
+    Origin {
+        /// The view key.
+        key: String,
+        /// The conflict.
+        #[source]
+        source: MergeError,
+    },
+}
+
+impl ReadModelError {
+    /// Whether trying again may succeed (deadlock, busy, lost connection).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReadModelError::Sql(e) if e.is_transient())
+    }
+}
 
 impl ReadModelTable {
     /// The table of `declaration`, or every reason it cannot be made safe.
@@ -76,6 +125,8 @@ impl ReadModelTable {
                     sets,
                     presence: format!("{}__present", g.name),
                     version: format!("{}__version", g.name),
+                    origin: (g.version == VersionSource::Position)
+                        .then(|| format!("{}__origin", g.name)),
                 }
             })
             .collect();
@@ -107,6 +158,9 @@ impl ReadModelTable {
             }
             columns.push(format!("{} SMALLINT", g.presence));
             columns.push(format!("{} BIGINT", g.version));
+            if let Some(origin) = &g.origin {
+                columns.push(format!("{origin} TEXT"));
+            }
         }
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -124,84 +178,47 @@ impl ReadModelTable {
 
     /// Applies `changes` in `tx`: per group one guarded upsert of the newest change per key
     /// and version set, keys in order.
-    pub async fn apply(&self, tx: &mut Tx, changes: &[KeyedChange]) -> Result<(), SqlError> {
+    pub async fn apply(&self, tx: &mut Tx, changes: &[KeyedChange]) -> Result<(), ReadModelError> {
+        let rows = self.newest(changes)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let dialect = tx.dialect();
+        let table = &self.declaration.table;
+        let mut names = vec![self.declaration.key.name.as_str()];
+        let mut guarded: Vec<(&str, Vec<&str>)> = Vec::new();
         for g in &self.groups {
-            // key → (per set: the newest change writing it; the newest change of the group).
-            let mut newest: BTreeMap<&str, (Vec<Option<&Change>>, &Change)> = BTreeMap::new();
-            for (key, change) in changes.iter().filter(|(_, c)| c.group == g.name) {
-                let entry = newest
-                    .entry(key.as_str())
-                    .or_insert_with(|| (vec![None; g.sets.len()], change));
-                if change.version > entry.1.version {
-                    entry.1 = change;
-                }
-                for (i, set) in g.sets.iter().enumerate() {
-                    let writes = change.writes.contains_key(&set.columns[0].0);
-                    let newer = entry.0[i].is_none_or(|seen| change.version > seen.version);
-                    if writes && newer {
-                        entry.0[i] = Some(change);
-                    }
-                }
-            }
-            if newest.is_empty() {
-                continue;
-            }
-            for (key, (sets, _)) in &newest {
-                for (set, change) in g.sets.iter().zip(sets) {
-                    for (column, ty) in &set.columns {
-                        let value = change
-                            .and_then(|c| c.writes.get(column))
-                            .and_then(Option::as_deref);
-                        if let Some(v) = value {
-                            check_value(*ty, v).map_err(|why| {
-                                SqlError::new(
-                                    STORE,
-                                    "convert a value",
-                                    sqlx::Error::Encode(
-                                        format!("{key}: column {column}: {v:?} {why}").into(),
-                                    ),
-                                )
-                            })?;
-                        }
-                    }
-                }
-            }
-            let rows: Vec<_> = newest.into_iter().collect();
-            let mut names = vec![self.declaration.key.name.as_str()];
             for set in &g.sets {
                 names.extend(set.columns.iter().map(|(c, _)| c.as_str()));
                 names.push(&set.version);
+                guarded.push((
+                    &set.version,
+                    set.columns.iter().map(|(c, _)| c.as_str()).collect(),
+                ));
             }
             names.extend([g.presence.as_str(), g.version.as_str()]);
-            let insert = format!(
-                "INSERT INTO {} ({})",
-                self.declaration.table,
-                names.join(", ")
-            );
-            let mut guarded: Vec<(&str, Vec<&str>)> = g
-                .sets
-                .iter()
-                .map(|s| {
-                    let columns = s.columns.iter().map(|(c, _)| c.as_str()).collect();
-                    (s.version.as_str(), columns)
-                })
-                .collect();
-            guarded.push((g.version.as_str(), vec![g.presence.as_str()]));
-            let dialect = tx.dialect();
-            let upsert = dialect.register_upsert(
-                &self.declaration.table,
-                &self.declaration.key.name,
-                &guarded,
-            );
-            insert_rows(
-                tx,
-                STORE,
-                "upsert",
-                &insert,
-                &upsert,
-                &rows,
-                |row, (key, (sets, last))| {
-                    row.bind(*key);
+            names.extend(g.origin.as_deref());
+            guarded.push((&g.version, vec![&g.presence]));
+        }
+        let insert = format!("INSERT INTO {table} ({})", names.join(", "));
+        let mut upsert = dialect.register_upsert(table, &self.declaration.key.name, &guarded);
+        for origin in self.groups.iter().filter_map(|g| g.origin.as_deref()) {
+            // The first origin stays; later ones are compared with it below.
+            upsert += &match dialect {
+                Dialect::MySql => format!(", {origin} = COALESCE({origin}, VALUES({origin}))"),
+                _ => format!(", {origin} = COALESCE({table}.{origin}, excluded.{origin})"),
+            };
+        }
+        insert_rows(
+            tx,
+            STORE,
+            "upsert",
+            &insert,
+            &upsert,
+            &rows,
+            |row, (key, groups)| {
+                row.bind(*key);
+                for (g, (sets, last)) in self.groups.iter().zip(groups) {
                     for (set, change) in g.sets.iter().zip(sets) {
                         for (column, ty) in &set.columns {
                             let value =
@@ -210,13 +227,134 @@ impl ReadModelTable {
                         }
                         row.bind(change.map(|c| c.version));
                     }
-                    // 1 while present, 0 once deleted; NULL only where the group never wrote.
-                    let present = last.writes.get(PRESENCE).is_some_and(Option::is_some);
-                    row.bind(i64::from(present));
-                    row.bind(Some(last.version));
-                },
-            )
-            .await?;
+                    // 1 while present, 0 once deleted; NULL where the group never wrote (and a
+                    // NULL version: this batch leaves the group as it is).
+                    let present = last
+                        .map(|c| i64::from(c.writes.get(PRESENCE).is_some_and(Option::is_some)));
+                    row.bind(present);
+                    row.bind(last.map(|c| c.version));
+                    if g.origin.is_some() {
+                        row.bind(&last.and_then(|c| c.origin.as_ref()).map(origin_text));
+                    }
+                }
+            },
+        )
+        .await?;
+        if self.groups.iter().any(|g| g.origin.is_some()) {
+            self.check_origins(tx, &rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Per key (in order), per group: the newest change writing each version set and the
+    /// group's newest change; values checked against their columns' types.
+    fn newest<'a>(
+        &self,
+        changes: &'a [KeyedChange],
+    ) -> Result<Vec<(&'a str, Vec<GroupNewest<'a>>)>, ReadModelError> {
+        let mut rows: BTreeMap<&str, Vec<GroupNewest<'_>>> = BTreeMap::new();
+        for (key, change) in changes {
+            let Some(at) = self.groups.iter().position(|g| g.name == change.group) else {
+                continue;
+            };
+            let g = &self.groups[at];
+            let groups = rows.entry(key.as_str()).or_insert_with(|| {
+                self.groups
+                    .iter()
+                    .map(|g| (vec![None; g.sets.len()], None))
+                    .collect()
+            });
+            let (sets, last) = &mut groups[at];
+            if let (Some(first), Some(now)) = (last.and_then(|c| c.origin.as_ref()), &change.origin)
+            {
+                if first != now {
+                    return Err(ReadModelError::Origin {
+                        key: key.clone(),
+                        source: MergeError::OtherOrigin {
+                            group: g.name.clone(),
+                            first: Box::new(first.clone()),
+                            now: Box::new(now.clone()),
+                        },
+                    });
+                }
+            }
+            if last.is_none_or(|seen| change.version > seen.version) {
+                *last = Some(change);
+            }
+            for (slot, set) in sets.iter_mut().zip(&g.sets) {
+                let writes = change.writes.contains_key(&set.columns[0].0);
+                if writes && slot.is_none_or(|seen| change.version > seen.version) {
+                    *slot = Some(change);
+                }
+            }
+            for (column, ty) in g.sets.iter().flat_map(|s| &s.columns) {
+                if let Some(Some(v)) = change.writes.get(column) {
+                    check_value(*ty, v).map_err(|why| ReadModelError::Value {
+                        key: key.clone(),
+                        column: column.clone(),
+                        value: v.clone(),
+                        why,
+                    })?;
+                }
+            }
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Refuses the batch (its transaction rolls back) if a row's positional group was fed
+    /// from another origin than this batch's change for it.
+    async fn check_origins(
+        &self,
+        tx: &mut Tx,
+        rows: &[(&str, Vec<GroupNewest<'_>>)],
+    ) -> Result<(), ReadModelError> {
+        let key = &self.declaration.key.name;
+        let origins: Vec<&str> = self
+            .groups
+            .iter()
+            .filter_map(|g| g.origin.as_deref())
+            .collect();
+        let mut fields = vec![key.as_str()];
+        fields.extend(&origins);
+        for chunk in rows.chunks(crate::db::ROWS_PER_STATEMENT) {
+            let mut stmt = tx.stmt(&format!(
+                "SELECT {} FROM {} WHERE {key} IN ",
+                tx.dialect().json_tuples(&fields),
+                self.declaration.table
+            ));
+            stmt.bind_list(chunk.iter().map(|(k, _)| *k));
+            let stored: Vec<Vec<Option<String>>> =
+                tx.fetch_json(&stmt, STORE, "check origins").await?;
+            let stored: BTreeMap<String, Vec<Option<String>>> = stored
+                .into_iter()
+                .filter_map(|mut row| {
+                    let k = row.remove(0)?;
+                    Some((k, row))
+                })
+                .collect();
+            for (k, groups) in chunk {
+                let positional = self
+                    .groups
+                    .iter()
+                    .zip(groups)
+                    .filter(|(g, _)| g.origin.is_some());
+                for (i, (g, (_, last))) in positional.enumerate() {
+                    let now = last.and_then(|c| c.origin.as_ref());
+                    let first = stored.get(*k).and_then(|row| row.get(i)).cloned().flatten();
+                    if let (Some(now), Some(first)) = (now, first) {
+                        if origin_text(now) != first {
+                            return Err(ReadModelError::Origin {
+                                key: (*k).to_owned(),
+                                source: MergeError::OtherOrigin {
+                                    group: g.name.clone(),
+                                    first: Box::new(parse_origin(&first)),
+                                    now: Box::new(now.clone()),
+                                },
+                            });
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -261,6 +399,21 @@ impl ReadModelTable {
                 (k, row)
             })
             .collect())
+    }
+}
+
+/// An origin as the table keeps it: `topic/partition/record key` (a Kafka topic name holds
+/// no `/`).
+fn origin_text(o: &Origin) -> String {
+    format!("{}/{}/{}", o.topic, o.partition, o.record_key)
+}
+
+fn parse_origin(text: &str) -> Origin {
+    let mut parts = text.splitn(3, '/');
+    Origin {
+        topic: parts.next().unwrap_or_default().to_owned(),
+        partition: parts.next().and_then(|p| p.parse().ok()).unwrap_or(-1),
+        record_key: parts.next().unwrap_or_default().to_owned(),
     }
 }
 

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Barrier;
 use tramline_core::readmodel::{
-    merge, visible, Change, Column, ColumnType, Declaration, Effect, EventMapping, Group, RowState,
-    ValueSource, VersionSource,
+    merge, visible, Change, Column, ColumnType, Declaration, Effect, EventMapping, Group, Origin,
+    RowState, ValueSource, VersionSource,
 };
-use tramline_sql::{Db, DbOptions, ReadModelTable};
+use tramline_sql::{Db, DbOptions, ReadModelError, ReadModelTable};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 const WORKERS: usize = 3;
@@ -143,12 +143,8 @@ fn set_columns(
 }
 
 async fn concurrent_shuffled_duplicated_batches_end_at_the_merge_rule(backend: Backend) {
-    let dbs = TestDbs::new(backend, "readmodel");
-    let db = Db::connect(&dbs.url("view").await, &DbOptions::default())
-        .await
-        .expect("opens");
-    let table = Arc::new(ReadModelTable::new(declaration()).expect("a safe declaration"));
-    table.create(&db).await.expect("table created");
+    let (_dbs, db, table) = open_table(backend, "readmodel").await;
+    let table = Arc::new(table);
     table
         .create(&db)
         .await
@@ -194,7 +190,7 @@ async fn concurrent_shuffled_duplicated_batches_end_at_the_merge_rule(backend: B
                 loop {
                     let mut tx = db.begin("test").await.expect("begin");
                     let applied = match table.apply(&mut tx, &batch).await {
-                        Ok(()) => tx.commit("test").await,
+                        Ok(()) => tx.commit("test").await.map_err(ReadModelError::from),
                         Err(e) => Err(e),
                     };
                     match applied {
@@ -215,13 +211,19 @@ async fn concurrent_shuffled_duplicated_batches_end_at_the_merge_rule(backend: B
     db.close().await;
 }
 
-async fn a_value_that_is_not_of_its_columns_type_is_an_error(backend: Backend) {
-    let dbs = TestDbs::new(backend, "readmodel_types");
+/// The declaration's table in a fresh database (dropped with the returned `TestDbs`).
+async fn open_table(backend: Backend, test: &str) -> (TestDbs, Db, ReadModelTable) {
+    let dbs = TestDbs::new(backend, test);
     let db = Db::connect(&dbs.url("view").await, &DbOptions::default())
         .await
         .expect("opens");
     let table = ReadModelTable::new(declaration()).expect("a safe declaration");
     table.create(&db).await.expect("table created");
+    (dbs, db, table)
+}
+
+async fn a_value_that_is_not_of_its_columns_type_is_an_error(backend: Backend) {
+    let (_dbs, db, table) = open_table(backend, "readmodel_types").await;
     let d = table.declaration();
     let values = [
         ("order_status".to_owned(), Some("PENDING".to_owned())),
@@ -235,17 +237,60 @@ async fn a_value_that_is_not_of_its_columns_type_is_an_error(backend: Backend) {
         .apply(&mut tx, &[("order-1".into(), change)])
         .await
         .expect_err("refused");
-    assert!(err.to_string().contains("convert a value"), "{err}");
-    let source = std::error::Error::source(&err)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    assert!(
-        source.contains("\"three\" is not a whole number"),
-        "{source}"
+    assert_eq!(
+        err.to_string(),
+        "view key \"order-1\": column quantity: \"three\" is not a whole number"
     );
 }
 
+async fn positions_from_another_partition_are_refused(backend: Backend) {
+    let (_dbs, db, table) = open_table(backend, "readmodel_origin").await;
+    let d = table.declaration();
+    let change = |partition, version| {
+        let origin = Origin {
+            topic: "payments".into(),
+            partition,
+            record_key: "p-1".into(),
+        };
+        let values = [("payment_status".to_owned(), Some("APPROVED".to_owned()))].into();
+        (
+            "order-1".to_owned(),
+            Change::of(d, &d.events[3], version, Some(origin), &values),
+        )
+    };
+    let apply = |changes: Vec<(String, Change)>| {
+        let (db, table) = (&db, &table);
+        async move {
+            let mut tx = db.begin("test").await.expect("begin");
+            table.apply(&mut tx, &changes).await?;
+            tx.commit("test").await?;
+            Ok::<_, ReadModelError>(())
+        }
+    };
+    apply(vec![change(1, 5)]).await.expect("the first origin");
+    apply(vec![change(1, 6)]).await.expect("the same origin");
+    for refused in [vec![change(2, 7)], vec![change(1, 8), change(2, 9)]] {
+        let err = apply(refused).await.expect_err("another partition");
+        assert!(matches!(err, ReadModelError::Origin { .. }), "{err}");
+        let why = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            why.contains("comparable only within one partition"),
+            "{why}"
+        );
+    }
+    let rows = table.rows(&db).await.expect("rows");
+    assert_eq!(
+        rows["order-1"]["payment_status"].as_deref(),
+        Some("APPROVED"),
+        "the refused batches rolled back"
+    );
+    db.close().await;
+}
+
 on_every_database!(
+    positions_from_another_partition_are_refused,
     concurrent_shuffled_duplicated_batches_end_at_the_merge_rule,
     a_value_that_is_not_of_its_columns_type_is_an_error,
 );

@@ -312,6 +312,94 @@ fn columns_written_together_share_a_version() {
     );
 }
 
+/// Eventuate Tram's payment events and a snapshot order group, as records arrive.
+#[test]
+fn records_decode_into_changes_by_their_mapping() {
+    use crate::envelope::EVENT_TYPE;
+    use crate::{Envelope, Record};
+    let mut d = payments();
+    d.events[1] = EventMapping::new(
+        "pay",
+        "PaymentApproved",
+        "payment",
+        ValueSource::Field(vec!["orderId".into()]),
+    )
+    .set("payment_id", ValueSource::Field(vec!["paymentId".into()]))
+    .set("payment_status", ValueSource::Constant("APPROVED".into()));
+    d.groups.push(Group {
+        name: "order".into(),
+        columns: vec![Column::new(
+            "amount",
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+        )],
+        version: VersionSource::Value(ValueSource::Field(vec!["version".into()])),
+    });
+    d.events.push(
+        EventMapping::new("ord", "OrderChanged", "order", ValueSource::RecordKey)
+            .set("amount", ValueSource::Field(vec!["amount".into()])),
+    );
+    assert!(d.validate().is_empty(), "{:?}", d.validate());
+    let record = |topic: &str, event_type: &str, payload: &str, offset| Record {
+        envelope: Envelope::new(topic, "p-1", payload.into()).with_header(EVENT_TYPE, event_type),
+        partition: 3,
+        offset,
+    };
+
+    let approved = record(
+        "pay",
+        "PaymentApproved",
+        r#"{"paymentId":"p-1","orderId":"o-9"}"#,
+        41,
+    );
+    let (key, change) = d.decode(&approved).expect("decodes").expect("mapped");
+    assert_eq!(key, "o-9");
+    assert_eq!(change.version, 41, "the record's offset");
+    assert_eq!(
+        change.origin,
+        Some(Origin {
+            topic: "pay".into(),
+            partition: 3,
+            record_key: "p-1".into()
+        })
+    );
+    assert_eq!(change.writes["payment_status"].as_deref(), Some("APPROVED"));
+    assert_eq!(change.writes["payment_id"].as_deref(), Some("p-1"));
+
+    let order = record("ord", "OrderChanged", r#"{"amount":12.5,"version":7}"#, 0);
+    let (key, change) = d.decode(&order).expect("decodes").expect("mapped");
+    assert_eq!(
+        (key.as_str(), change.version, change.origin),
+        ("p-1", 7, None)
+    );
+    assert_eq!(change.writes["amount"].as_deref(), Some("12.5"));
+
+    let other = record("pay", "PaymentRefunded", "{}", 1);
+    assert!(
+        d.decode(&other).expect("decodes").is_none(),
+        "not this view's"
+    );
+    let no_key = record("pay", "PaymentApproved", r#"{"paymentId":"p-1"}"#, 2);
+    let err = d.decode(&no_key).expect_err("no key");
+    assert_eq!(
+        err.to_string(),
+        "\"PaymentApproved\" has no view key at payload field orderId"
+    );
+    let no_version = record("ord", "OrderChanged", r#"{"amount":1}"#, 2);
+    let err = d.decode(&no_version).expect_err("no version");
+    assert_eq!(
+        err.to_string(),
+        "\"OrderChanged\" has no whole-number version at payload field version"
+    );
+    let garbage = record("ord", "OrderChanged", "not json", 2);
+    assert!(matches!(
+        d.decode(&garbage),
+        Err(DecodeError::NotJson { .. })
+    ));
+}
+
 /// A random declaration: 1–3 groups of 1–4 columns, each ordered by a version field (its
 /// events are snapshots, or clear the group or delete the row) or by position (deltas that
 /// set random subsets, clearing or deleting now and then).
