@@ -26,4 +26,4 @@ pub use inbox::Inbox;
 pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};
 pub use outbox::{OutboxLayout, SqlOutbox};
-pub use readmodel::{ReadModelError, ReadModelTable};
+pub use readmodel::{ReadModelError, ReadModelProjection, ReadModelTable};

@@ -474,3 +474,101 @@ fn as_text(dialect: Dialect, column: &str) -> String {
         Dialect::Postgres => format!("{column}::text"),
     }
 }
+
+/// A declared read model as a consumer: decode each record by the declaration, claim its
+/// message id, apply the new changes and commit, all in one transaction; the consumer runtime
+/// commits offsets only after that. Records the view does not react to are claimed too (so a
+/// redelivery counts as a duplicate) and change nothing; a record that cannot be decoded, has
+/// a value of the wrong type or comes from another origin is poison, parked with its reason.
+#[derive(Debug)]
+pub struct ReadModelProjection {
+    db: Db,
+    inbox: crate::Inbox,
+    table: ReadModelTable,
+}
+
+impl ReadModelProjection {
+    /// The projection of `table` in `db` (whose inbox schema and table must exist), its
+    /// dedupe records under `consumer`.
+    pub fn new(db: Db, consumer: &str, table: ReadModelTable) -> Self {
+        ReadModelProjection {
+            db,
+            inbox: crate::Inbox::new(consumer),
+            table,
+        }
+    }
+
+    /// The table it writes.
+    pub fn table(&self) -> &ReadModelTable {
+        &self.table
+    }
+
+    /// The inbox, e.g. to count parked messages.
+    pub fn inbox(&self) -> &crate::Inbox {
+        &self.inbox
+    }
+}
+
+impl tramline_core::ports::Handler for ReadModelProjection {
+    async fn apply(
+        &self,
+        batch: &[tramline_core::Record],
+    ) -> Result<tramline_core::ports::Applied, tramline_core::Error> {
+        use tramline_core::Error;
+        if batch.is_empty() {
+            return Ok(Default::default());
+        }
+        // Decode before claiming: a poison message must leave no dedupe record behind.
+        let mut decoded = Vec::with_capacity(batch.len());
+        for record in batch {
+            let change = self
+                .table
+                .declaration()
+                .decode(record)
+                .map_err(|e| Error::poison(&record.envelope, e))?;
+            decoded.push(change);
+        }
+        let mut tx = self.db.begin(STORE).await?;
+        let new = self.inbox.claim(&mut tx, batch).await?;
+        let fresh: Vec<KeyedChange> = decoded
+            .into_iter()
+            .zip(&new)
+            .filter_map(|(change, new)| if *new { change } else { None })
+            .collect();
+        let applied = new.iter().filter(|n| **n).count();
+        // A refusal names the batch's first record; the runtime then applies record by record
+        // to find the one to park.
+        self.table
+            .apply(&mut tx, &fresh)
+            .await
+            .map_err(|e| match e {
+                ReadModelError::Sql(e) => Error::from(e),
+                other => Error::poison(&batch[0].envelope, poison_reason(&other)),
+            })?;
+        tx.commit(STORE).await?;
+        Ok(tramline_core::ports::Applied {
+            applied,
+            duplicates: batch.len() - applied,
+        })
+    }
+
+    async fn park(
+        &self,
+        record: &tramline_core::Record,
+        reason: &tramline_core::Error,
+    ) -> Result<(), tramline_core::Error> {
+        Ok(self.inbox.park(&self.db, record, reason).await?)
+    }
+}
+
+/// An error and its causes in one sentence, for a parked message's reason.
+fn poison_reason(e: &dyn std::error::Error) -> String {
+    let mut reason = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        reason.push_str(": ");
+        reason.push_str(&c.to_string());
+        cause = c.source();
+    }
+    reason
+}
