@@ -484,16 +484,22 @@ impl Change {
             .keys()
             .map(|c| (c.clone(), values.get(c).cloned().flatten()))
             .collect();
-        if mapping.effect != Effect::Set {
-            for column in declaration
-                .group(&mapping.group)
-                .map(|g| g.columns.as_slice())
-                .unwrap_or_default()
-            {
-                let clear = mapping.effect == Effect::DeleteRow;
-                let entry = writes.entry(column.name.clone()).or_insert(None);
-                if clear {
-                    *entry = None;
+        let columns = declaration
+            .group(&mapping.group)
+            .map(|g| g.columns.as_slice())
+            .unwrap_or_default();
+        match mapping.effect {
+            Effect::Set => {}
+            // The columns it does not name become NULL.
+            Effect::ClearGroup => {
+                for column in columns {
+                    writes.entry(column.name.clone()).or_insert(None);
+                }
+            }
+            // Every column becomes NULL, the named ones too.
+            Effect::DeleteRow => {
+                for column in columns {
+                    writes.insert(column.name.clone(), None);
                 }
             }
         }

@@ -149,19 +149,12 @@ async fn deltas_and_snapshots_end_at_each_sources_order(backend: Backend) {
     orders.shuffle(&mut rng);
     let mut sent = Vec::new();
     let mut cursors = vec![0; payments.len()];
-    while sent.len() < orders.len() + payments.iter().map(Vec::len).sum::<usize>() {
-        if rng.gen_bool(0.5)
-            && sent
-                .iter()
-                .filter(|e: &&Envelope| e.topic == "orders")
-                .count()
-                < orders.len()
-        {
-            let n = sent
-                .iter()
-                .filter(|e: &&Envelope| e.topic == "orders")
-                .count();
-            sent.push(orders[n].clone());
+    let mut orders_sent = 0;
+    let total = orders.len() + payments.iter().map(Vec::len).sum::<usize>();
+    while sent.len() < total {
+        if rng.gen_bool(0.5) && orders_sent < orders.len() {
+            sent.push(orders[orders_sent].clone());
+            orders_sent += 1;
             continue;
         }
         let open: Vec<usize> = (0..payments.len())

@@ -91,24 +91,30 @@ fn fold_in_order(changes: &[Change]) -> RowState {
     row
 }
 
-#[test]
-fn an_older_delta_arriving_late_fills_its_columns_and_changes_nothing_newer() {
-    let d = payments();
-    assert!(d.validate().is_empty(), "{:?}", d.validate());
+/// A payment's PaymentCreated (1, with its id) and PaymentApproved (2, status only).
+fn created_then_approved(d: &Declaration) -> (Change, Change) {
     let created = Change::of(
-        &d,
+        d,
         &d.events[0],
         1,
         None,
         &values(&[("payment_id", "p-1"), ("payment_status", "PENDING")]),
     );
     let approved = Change::of(
-        &d,
+        d,
         &d.events[1],
         2,
         None,
         &values(&[("payment_status", "APPROVED")]),
     );
+    (created, approved)
+}
+
+#[test]
+fn an_older_delta_arriving_late_fills_its_columns_and_changes_nothing_newer() {
+    let d = payments();
+    assert!(d.validate().is_empty(), "{:?}", d.validate());
+    let (created, approved) = created_then_approved(&d);
     let mut row = RowState::new();
     merge(&mut row, &approved).expect("merges");
     merge(&mut row, &created).expect("merges");
@@ -124,20 +130,7 @@ fn an_older_delta_arriving_late_fills_its_columns_and_changes_nothing_newer() {
 #[test]
 fn one_version_per_group_loses_a_late_deltas_columns() {
     let d = payments();
-    let created = Change::of(
-        &d,
-        &d.events[0],
-        1,
-        None,
-        &values(&[("payment_id", "p-1"), ("payment_status", "PENDING")]),
-    );
-    let approved = Change::of(
-        &d,
-        &d.events[1],
-        2,
-        None,
-        &values(&[("payment_status", "APPROVED")]),
-    );
+    let (created, approved) = created_then_approved(&d);
     let mut group_guarded: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut group_version = 0;
     for change in [&approved, &created] {
