@@ -19,6 +19,7 @@ pub mod relay;
 pub mod retry;
 pub mod telemetry;
 pub mod topics;
+pub mod wire;
 
 pub use envelope::{Envelope, Record};
 pub use error::{BoxError, Error, RetryCause};

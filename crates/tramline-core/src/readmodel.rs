@@ -535,6 +535,9 @@ pub enum DecodeError {
         /// Where the key was looked for.
         at: String,
     },
+    /// The transport could not read the record in its topic's envelope format.
+    #[error("the record is not in its topic's envelope format: {0}")]
+    Envelope(String),
     /// The version field is missing or not a whole number.
     #[error("{event_type:?} has no whole-number version at {at}")]
     NoVersion {
@@ -576,11 +579,32 @@ impl ValueSource {
     }
 }
 
+impl ValueSource {
+    /// The value as JSON text, for a JSON column: a payload field's JSON as it is (a string
+    /// stays a JSON string), any other source's text as a JSON string; `None` for a missing
+    /// field or a JSON null.
+    pub fn read_json(&self, record: &Record, payload: &serde_json::Value) -> Option<String> {
+        match self {
+            ValueSource::Field(path) => path
+                .iter()
+                .try_fold(payload, |v, field| v.get(field))
+                .filter(|v| !v.is_null())
+                .map(ToString::to_string),
+            other => other
+                .read(record, payload)
+                .map(|text| serde_json::Value::String(text).to_string()),
+        }
+    }
+}
+
 impl Declaration {
     /// The view key and change `record` makes, or `None` when the view does not react to its
     /// (topic, event type).
     pub fn decode(&self, record: &Record) -> Result<Option<(String, Change)>, DecodeError> {
         let envelope = &record.envelope;
+        if let Some(why) = envelope.header(crate::wire::DECODE_ERROR) {
+            return Err(DecodeError::Envelope(why.to_owned()));
+        }
         let event_type = envelope.event_type().unwrap_or_default();
         let Some(mapping) = self.mapping(&envelope.topic, event_type) else {
             return Ok(None);
@@ -620,10 +644,23 @@ impl Declaration {
                 }),
             ),
         };
+        let is_json = |column: &str| {
+            group
+                .columns
+                .iter()
+                .any(|c| c.name == column && c.ty == ColumnType::Json)
+        };
         let values = mapping
             .sets
             .iter()
-            .map(|(column, source)| (column.clone(), source.read(record, &payload)))
+            .map(|(column, source)| {
+                let value = if is_json(column) {
+                    source.read_json(record, &payload)
+                } else {
+                    source.read(record, &payload)
+                };
+                (column.clone(), value)
+            })
             .collect();
         Ok(Some((
             key,

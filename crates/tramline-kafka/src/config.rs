@@ -5,6 +5,7 @@ use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tramline_core::topics::TopicNames;
+use tramline_core::wire::WireFormat;
 
 /// Settings of the Kafka transport. Every field has a default but `brokers`.
 #[derive(Debug, Clone)]
@@ -15,6 +16,9 @@ pub struct KafkaConfig {
     /// match Eventuate services'), and renames onto names an existing system uses (e.g.
     /// `order-events` → the Eventuate aggregate type `com.example.order.Order`).
     pub topics: TopicNames,
+    /// The envelope format of each topic's records, by the topic's name on the cluster;
+    /// a topic not named here carries Eventuate Tram's JSON envelope (what tramline writes).
+    pub formats: BTreeMap<String, WireFormat>,
     /// Prepended to every consumer group id.
     pub group_prefix: String,
     /// Replicas of each topic the transport creates.
@@ -46,6 +50,7 @@ impl KafkaConfig {
         KafkaConfig {
             brokers: brokers.into(),
             topics: TopicNames::default(),
+            formats: BTreeMap::new(),
             group_prefix: String::new(),
             replication_factor: 1,
             session_timeout: Duration::from_secs(45),

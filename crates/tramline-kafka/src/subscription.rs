@@ -14,21 +14,20 @@ use crate::transport::Positions;
 use crate::{KafkaConfig, KafkaError, KafkaTransport};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tramline_core::eventuate::EventuateMessage;
 use tramline_core::offsets::CommitPosition;
 use tramline_core::ports::{Revocation, Subscription};
-use tramline_core::{Envelope, Error, Record};
+use tramline_core::wire::{RawRecord, WireFormat};
+use tramline_core::{Error, Record};
 
-/// Header set on a record whose value is not an Eventuate message; the handler refuses such
-/// a record as poison, so it is parked with this reason rather than lost.
-pub const DECODE_ERROR: &str = "tramline-decode-error";
+/// Header set on a record whose value is not in its topic's envelope format; the handler
+/// refuses such a record as poison, so it is parked with this reason rather than lost.
+pub use tramline_core::wire::DECODE_ERROR;
 
 /// Records fetched ahead of the consumer runtime.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -379,37 +378,35 @@ impl Poller {
         }
     }
 
-    /// The record's envelope; a value that is not an Eventuate message still becomes a record
-    /// (marked with [`DECODE_ERROR`]), so that it is parked, not lost or fatal.
+    /// The record's envelope in its topic's format; a value that does not decode still
+    /// becomes a record (marked with [`DECODE_ERROR`]), so that it is parked, not lost or fatal.
     fn record(&self, message: &BorrowedMessage<'_>) -> Record {
-        let topic = self.config.topics.topic_of(message.topic()).to_owned();
-        let created_at_ms = match message.timestamp() {
+        let topic = self.config.topics.topic_of(message.topic());
+        let timestamp_ms = match message.timestamp() {
             Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
             Timestamp::NotAvailable => None,
         };
-        let value = message.payload().unwrap_or_default();
-        let envelope = EventuateMessage::from_json(value)
-            .and_then(|m| m.into_envelope(Some(&topic), created_at_ms))
-            .unwrap_or_else(|e| {
-                let at = format!(
-                    "{}/{}@{}",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                );
-                let key = message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_else(|| at.clone());
-                Envelope {
-                    id: Envelope::id_for(&at),
-                    topic: topic.clone(),
-                    key,
-                    headers: BTreeMap::from([(DECODE_ERROR.to_owned(), e.to_string())]),
-                    payload: String::from_utf8_lossy(value).into_owned(),
-                    created_at_ms: created_at_ms.unwrap_or_else(tramline_core::envelope::now_ms),
-                }
-            });
+        let headers: Vec<(&str, &[u8])> = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let raw = RawRecord {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            value: message.payload().unwrap_or_default(),
+            headers: &headers,
+            timestamp_ms,
+        };
+        let envelope = match self.config.formats.get(message.topic()) {
+            Some(format) => format.envelope(&raw),
+            None => WireFormat::Eventuate.envelope(&raw),
+        };
         Record {
             envelope,
             partition: message.partition(),

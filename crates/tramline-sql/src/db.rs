@@ -257,6 +257,18 @@ impl Db {
         })
     }
 
+    /// Whether the database answers: a connection from the pool, pinged.
+    pub async fn ping(&self, store: &'static str) -> Result<(), SqlError> {
+        use sqlx::Connection;
+        let at = SqlError::at(store, "ping");
+        match &self.pool {
+            Pool::Sqlite(p) => p.acquire().await.map_err(&at)?.ping().await,
+            Pool::MySql(p) => p.acquire().await.map_err(&at)?.ping().await,
+            Pool::Postgres(p) => p.acquire().await.map_err(&at)?.ping().await,
+        }
+        .map_err(&at)
+    }
+
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         match &self.pool {

@@ -22,6 +22,11 @@ use tramline_core::readmodel::{
 
 const STORE: &str = "read model";
 
+mod install;
+mod query;
+pub use install::InstallError;
+pub use query::{canonical_value, type_name, Filter, FilterError, Row};
+
 /// One version set of a group: its version column and the columns it guards.
 #[derive(Debug, Clone)]
 struct VersionSet {
@@ -141,29 +146,49 @@ impl ReadModelTable {
         &self.declaration
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` for the table on `dialect`.
-    pub fn create_sql(&self, dialect: Dialect) -> String {
+    /// Every column of the table on `dialect` with its type, the hidden ones included.
+    fn physical_columns(&self, dialect: Dialect) -> Vec<(String, String)> {
         let d = &self.declaration;
         let key_type = match dialect {
             Dialect::MySql => "VARCHAR(255)",
             _ => "TEXT",
         };
-        let mut columns = vec![format!("{} {key_type} NOT NULL PRIMARY KEY", d.key.name)];
+        let mut columns = vec![(
+            d.key.name.clone(),
+            format!("{key_type} NOT NULL PRIMARY KEY"),
+        )];
         for g in &self.groups {
             for set in &g.sets {
                 for (column, ty) in &set.columns {
-                    columns.push(format!("{column} {}", sql_type(dialect, *ty)));
+                    columns.push((column.clone(), sql_type(dialect, *ty)));
                 }
-                columns.push(format!("{} BIGINT", set.version));
+                columns.push((set.version.clone(), "BIGINT".into()));
             }
-            columns.push(format!("{} SMALLINT", g.presence));
-            columns.push(format!("{} BIGINT", g.version));
+            columns.push((g.presence.clone(), "SMALLINT".into()));
+            columns.push((g.version.clone(), "BIGINT".into()));
             if let Some(origin) = &g.origin {
-                columns.push(format!("{origin} TEXT"));
+                columns.push((origin.clone(), "TEXT".into()));
             }
         }
+        columns
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for the table on `dialect`.
+    pub fn create_sql(&self, dialect: Dialect) -> String {
+        let d = &self.declaration;
+        let columns: Vec<String> = self
+            .physical_columns(dialect)
+            .into_iter()
+            .map(|(name, ty)| format!("{name} {ty}"))
+            .collect();
+        // Keys compare byte by byte everywhere (MariaDB's default collation would fold case
+        // and make `o-A` and `o-a` one row), so keyset pages follow one order.
+        let options = match dialect {
+            Dialect::MySql => " DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+            _ => "",
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
+            "CREATE TABLE IF NOT EXISTS {} ({}){options}",
             d.table,
             columns.join(", ")
         )
@@ -179,7 +204,8 @@ impl ReadModelTable {
     /// Applies `changes` in `tx`: per group one guarded upsert of the newest change per key
     /// and version set, keys in order.
     pub async fn apply(&self, tx: &mut Tx, changes: &[KeyedChange]) -> Result<(), ReadModelError> {
-        let rows = self.newest(changes)?;
+        let changes = self.normalise(changes)?;
+        let rows = self.newest(&changes)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -246,8 +272,33 @@ impl ReadModelTable {
         Ok(())
     }
 
+    /// `changes` with every value of a declared column in its column type's canonical text
+    /// ([`canonical`]), or the first value that is not of its column's type. Changes of groups
+    /// the table does not have are left out (they write nothing).
+    fn normalise(&self, changes: &[KeyedChange]) -> Result<Vec<KeyedChange>, ReadModelError> {
+        let mut normalised = Vec::with_capacity(changes.len());
+        for (key, change) in changes {
+            let Some(g) = self.groups.iter().find(|g| g.name == change.group) else {
+                continue;
+            };
+            let mut change = change.clone();
+            for (column, ty) in g.sets.iter().flat_map(|s| &s.columns) {
+                if let Some(Some(v)) = change.writes.get_mut(column) {
+                    *v = canonical(*ty, v).map_err(|why| ReadModelError::Value {
+                        key: key.clone(),
+                        column: column.clone(),
+                        value: v.clone(),
+                        why,
+                    })?;
+                }
+            }
+            normalised.push((key.clone(), change));
+        }
+        Ok(normalised)
+    }
+
     /// Per key (in order), per group: the newest change writing each version set and the
-    /// group's newest change; values checked against their columns' types.
+    /// group's newest change (of changes already [`normalise`](Self::normalise)d).
     fn newest<'a>(
         &self,
         changes: &'a [KeyedChange],
@@ -285,16 +336,6 @@ impl ReadModelTable {
                 let writes = change.writes.contains_key(&set.columns[0].0);
                 if writes && slot.is_none_or(|seen| change.version > seen.version) {
                     *slot = Some(change);
-                }
-            }
-            for (column, ty) in g.sets.iter().flat_map(|s| &s.columns) {
-                if let Some(Some(v)) = change.writes.get(column) {
-                    check_value(*ty, v).map_err(|why| ReadModelError::Value {
-                        key: key.clone(),
-                        column: column.clone(),
-                        value: v.clone(),
-                        why,
-                    })?;
                 }
             }
         }
@@ -359,22 +400,24 @@ impl ReadModelTable {
         Ok(())
     }
 
-    /// Every row a reader sees (rows a group deleted are left out): key → column → value as
-    /// text.
+    /// Every row a reader sees (rows a group deleted are left out): key → column → value in
+    /// its column type's canonical text, the same on every database (`12.50`, `true`,
+    /// `2026-12-02T10:15:00.000000Z`, compact JSON with sorted keys).
     pub async fn rows(
         &self,
         db: &Db,
     ) -> Result<BTreeMap<String, BTreeMap<String, Option<String>>>, SqlError> {
         let d = db.dialect();
-        let mut fields = vec![(
-            self.declaration.key.name.clone(),
-            as_text(d, &self.declaration.key.name),
-        )];
+        let key = &self.declaration.key.name;
+        // The key column is text on every database, whatever its declared type.
+        let mut fields = vec![(key.clone(), select_expr(d, key, ColumnType::Text))];
+        let mut types: BTreeMap<&str, ColumnType> = BTreeMap::new();
         let mut presence = Vec::new();
         for g in &self.groups {
             for set in &g.sets {
-                for (column, _) in &set.columns {
-                    fields.push((column.clone(), as_text(d, column)));
+                for (column, ty) in &set.columns {
+                    fields.push((column.clone(), select_expr(d, column, *ty)));
+                    types.insert(column, *ty);
                 }
             }
             presence.push(format!("({0} IS NULL OR {0} = 1)", g.presence));
@@ -391,11 +434,20 @@ impl ReadModelTable {
         ));
         let found: Vec<BTreeMap<String, Option<String>>> =
             db.fetch_json(&stmt, STORE, "read rows").await?;
-        let key = &self.declaration.key.name;
         Ok(found
             .into_iter()
             .map(|mut row| {
                 let k = row.remove(key).flatten().unwrap_or_default();
+                let row = row
+                    .into_iter()
+                    .map(|(column, stored)| {
+                        let value = match types.get(column.as_str()) {
+                            Some(ty) => read_back(*ty, stored),
+                            None => stored,
+                        };
+                        (column, value)
+                    })
+                    .collect();
                 (k, row)
             })
             .collect())
@@ -437,16 +489,266 @@ fn sql_type(dialect: Dialect, ty: ColumnType) -> String {
     }
 }
 
-/// Whether `value` is one of `ty`'s (the stores convert the rest).
-fn check_value(ty: ColumnType, value: &str) -> Result<(), &'static str> {
+/// `value` in `ty`'s canonical text, the one every database gives back, or why it is not of
+/// the type (the message it makes is then poison: silently rounding or reinterpreting it
+/// would make the view wrong):
+///
+/// - Text: as is; a NUL character is refused (PostgreSQL cannot store one).
+/// - Integer: `42`, in the 64-bit range; a whole number written as a decimal or with an
+///   exponent (`3.0`, `3e2`) is taken, a fraction (`3.5`) is refused.
+/// - Decimal: exactly `scale` digits after the point (`12.5` → `12.50`, `-.5` → `-0.50`,
+///   `1.25e1` → `12.50`), worked out on the digits (never through a float); more non-zero
+///   digits after the point than `scale`, or more before it than `precision - scale`, are
+///   refused. Zero has no sign.
+/// - Boolean: `true` or `false` (from `true`/`1`, `false`/`0`).
+/// - Timestamp: UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (always six fraction digits), from RFC 3339
+///   (any offset), RFC 1123 (`Wed, 02 Dec 2026 10:15:00 GMT`, HTTP and Eventuate headers) or
+///   whole epoch milliseconds; years 1000 to 9999 (what MariaDB's DATETIME holds) and whole
+///   microseconds (what every database keeps) only.
+/// - Json: the compact serde_json text of the parsed value, object keys sorted; `-0.0` is
+///   `0.0` (PostgreSQL's JSONB has no negative zero), and a NUL character in a string is
+///   refused (JSONB cannot store one).
+pub(crate) fn canonical(ty: ColumnType, value: &str) -> Result<String, &'static str> {
     match ty {
-        ColumnType::Integer if value.parse::<i64>().is_err() => Err("is not a whole number"),
-        ColumnType::Decimal { .. } if value.parse::<f64>().is_err() => Err("is not a decimal"),
-        _ => Ok(()),
+        ColumnType::Integer => {
+            const RANGE: &str = "is out of the 64-bit integer range";
+            let n = Exact::parse(value).ok_or("is not a whole number")?;
+            if n.fraction_len() > 0 {
+                return Err("is not a whole number");
+            }
+            if n.integer_len() > 19 {
+                return Err(RANGE);
+            }
+            let whole: i64 = n.text(0).parse().map_err(|_| RANGE)?;
+            Ok(whole.to_string())
+        }
+        ColumnType::Decimal { precision, scale } => {
+            let n = Exact::parse(value).ok_or("is not a decimal number")?;
+            if n.fraction_len() > i64::from(scale) {
+                return Err("has more digits after the point than the column's scale");
+            }
+            if n.integer_len() > i64::from(precision.saturating_sub(scale)) {
+                return Err(
+                    "has more digits before the point than the column's precision leaves \
+                     (precision minus scale)",
+                );
+            }
+            Ok(n.text(usize::from(scale)))
+        }
+        ColumnType::Boolean => match value {
+            "true" | "1" => Ok("true".to_owned()),
+            "false" | "0" => Ok("false".to_owned()),
+            _ => Err("is not a boolean (true, false, 1 or 0)"),
+        },
+        ColumnType::Timestamp => canonical_timestamp(value),
+        ColumnType::Json => canonical_json(value),
+        // Text, and any type added later (its column is TEXT, see `sql_type`).
+        _ => {
+            if value.contains('\0') {
+                Err("holds a NUL character, which PostgreSQL cannot store")
+            } else {
+                Ok(value.to_owned())
+            }
+        }
     }
 }
 
-/// Binds a column's value, converted for its type.
+/// A number in plain or exponent notation, exactly: its significant digits and where the
+/// point goes among them.
+#[derive(Debug, PartialEq, Eq)]
+struct Exact {
+    /// Below zero (never for zero itself).
+    negative: bool,
+    /// The digits from the first non-zero one to the last non-zero one; empty for zero.
+    digits: String,
+    /// How many of `digits` stand before the point: beyond their length, zeros follow them
+    /// (`12` with point 4 is 1200); below zero, zeros precede them after the point (`5` with
+    /// point -1 is 0.05). 0 for zero.
+    point: i64,
+}
+
+impl Exact {
+    /// `[+-]digits[.digits][(e|E)[+-]digits]`, with digits on at least one side of the point
+    /// (`5.` and `.5` are taken); `None` for anything else.
+    fn parse(value: &str) -> Option<Exact> {
+        let (negative, unsigned) = match value.as_bytes().first() {
+            Some(b'-') => (true, &value[1..]),
+            Some(b'+') => (false, &value[1..]),
+            _ => (false, value),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((m, e)) => (m, Some(e)),
+            None => (unsigned, None),
+        };
+        let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (integer.is_empty() && fraction.is_empty())
+            || !all_digits(integer)
+            || !all_digits(fraction)
+        {
+            return None;
+        }
+        let exponent: i64 = match exponent {
+            None => 0,
+            Some(e) => {
+                let magnitude = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if magnitude.is_empty() || !all_digits(magnitude) {
+                    return None;
+                }
+                // Far beyond any column's digits either way, and small enough that the
+                // point's arithmetic below cannot overflow.
+                let magnitude = magnitude.parse::<i64>().unwrap_or(i64::MAX).min(1_000_000);
+                if e.starts_with('-') {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
+        let all = format!("{integer}{fraction}");
+        let leading = all.bytes().take_while(|&b| b == b'0').count();
+        let digits = all[leading..].trim_end_matches('0');
+        if digits.is_empty() {
+            return Some(Exact {
+                negative: false,
+                digits: String::new(),
+                point: 0,
+            });
+        }
+        Some(Exact {
+            negative,
+            digits: digits.to_owned(),
+            point: len_i64(integer) - len_i64(&all[..leading]) + exponent,
+        })
+    }
+
+    /// Digits before the point, without leading zeros.
+    fn integer_len(&self) -> i64 {
+        if self.digits.is_empty() {
+            0
+        } else {
+            self.point.max(0)
+        }
+    }
+
+    /// Digits after the point, up to the last non-zero one.
+    fn fraction_len(&self) -> i64 {
+        (len_i64(&self.digits) - self.point).max(0)
+    }
+
+    /// The number with exactly `scale` digits after the point (no point for 0), where
+    /// `fraction_len() <= scale` and `integer_len()` is a column's at most.
+    fn text(&self, scale: usize) -> String {
+        let zeros = |n: i64| "0".repeat(usize::try_from(n).unwrap_or(0));
+        let len = len_i64(&self.digits);
+        let split = usize::try_from(self.point.clamp(0, len)).unwrap_or(0);
+        let (before, after) = self.digits.split_at(split);
+        let mut text = String::new();
+        if self.negative {
+            text.push('-');
+        }
+        if before.is_empty() {
+            text.push('0');
+        } else {
+            text.push_str(before);
+            text += &zeros(self.point - len);
+        }
+        if scale > 0 {
+            let mut fraction = zeros(-self.point);
+            fraction.push_str(after);
+            fraction += &"0".repeat(scale.saturating_sub(fraction.len()));
+            text.push('.');
+            text.push_str(&fraction);
+        }
+        text
+    }
+}
+
+/// A text's length in bytes as an i64 (a `String` holds at most `isize::MAX` bytes).
+fn len_i64(s: &str) -> i64 {
+    i64::try_from(s.len()).unwrap_or(i64::MAX)
+}
+
+/// See [`canonical`].
+fn canonical_timestamp(value: &str) -> Result<String, &'static str> {
+    use time::format_description::{well_known::Rfc3339, BorrowedFormatItem};
+    use time::{macros::format_description, OffsetDateTime, PrimitiveDateTime};
+    /// RFC 1123 as HTTP writes it (and Eventuate's `DATE` header).
+    const RFC_1123: &[BorrowedFormatItem<'static>] = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    /// The canonical text: UTC, six fraction digits.
+    const CANONICAL: &[BorrowedFormatItem<'static>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    const NOT: &str =
+        "is not a timestamp (RFC 3339, RFC 1123 or whole milliseconds since the epoch)";
+    const RANGE: &str = "is outside the years 1000 to 9999, which every database can store";
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let at = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: i64 = value.parse().map_err(|_| RANGE)?;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+            .map_err(|_| RANGE)?
+    } else if let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) {
+        at
+    } else {
+        let at = PrimitiveDateTime::parse(value, RFC_1123).map_err(|_| NOT)?;
+        // Written back the same, or the weekday is not the date's.
+        if at.format(RFC_1123).ok().as_deref() != Some(value) {
+            return Err(NOT);
+        }
+        at.assume_utc()
+    };
+    let utc = at.checked_to_offset(time::UtcOffset::UTC).ok_or(RANGE)?;
+    if !(1000..=9999).contains(&utc.year()) {
+        return Err(RANGE);
+    }
+    if !utc.nanosecond().is_multiple_of(1000) {
+        return Err(
+            "is finer than a microsecond (or a leap second), which the databases cannot keep",
+        );
+    }
+    utc.format(CANONICAL).map_err(|_| NOT)
+}
+
+/// See [`canonical`].
+fn canonical_json(value: &str) -> Result<String, &'static str> {
+    let parsed: serde_json::Value = serde_json::from_str(value).map_err(|_| "is not JSON")?;
+    serde_json::to_string(&tidy_json(parsed)?).map_err(|_| "is not JSON")
+}
+
+/// `value` with object keys in order (whatever serde_json's map keeps) and `-0.0` as `0.0`;
+/// an error for a NUL character in a string or key.
+fn tidy_json(value: serde_json::Value) -> Result<serde_json::Value, &'static str> {
+    use serde_json::Value;
+    const NUL: &str = "holds a NUL character (\\u0000), which PostgreSQL's JSONB cannot store";
+    const NEGATIVE_ZERO: u64 = (-0.0f64).to_bits();
+    Ok(match value {
+        Value::String(s) if s.contains('\0') => return Err(NUL),
+        // Only a float can be -0.0 (serde_json reads `-0` as one).
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.to_bits() == NEGATIVE_ZERO) => {
+            Value::from(0.0)
+        }
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(tidy_json).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut sorted = serde_json::Map::new();
+            for (k, v) in entries {
+                if k.contains('\0') {
+                    return Err(NUL);
+                }
+                sorted.insert(k, tidy_json(v)?);
+            }
+            Value::Object(sorted)
+        }
+        other => other,
+    })
+}
+
+/// Binds a column's value (in its canonical text, see [`canonical`]), converted for its
+/// column on `dialect`.
 fn bind_value(
     row: &mut crate::db::Tuple<'_>,
     dialect: Dialect,
@@ -457,6 +759,14 @@ fn bind_value(
         (_, ColumnType::Integer) => {
             row.bind(value.and_then(|v| v.parse::<i64>().ok()));
         }
+        // SMALLINT 1 or 0.
+        (Dialect::Sqlite | Dialect::MySql, ColumnType::Boolean) => {
+            row.bind(value.map(|v| i64::from(v == "true")));
+        }
+        // DATETIME(6) holds the UTC time, written without the `T` and `Z`.
+        (Dialect::MySql, ColumnType::Timestamp) => {
+            row.bind(&value.map(|v| v.trim_end_matches('Z').replacen('T', " ", 1)));
+        }
         (Dialect::Postgres, ColumnType::Text) | (Dialect::MySql, _) | (Dialect::Sqlite, _) => {
             row.bind(&value);
         }
@@ -466,12 +776,34 @@ fn bind_value(
     }
 }
 
-/// A column read back as text.
-fn as_text(dialect: Dialect, column: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("CAST({column} AS TEXT)"),
-        Dialect::MySql => format!("CAST({column} AS CHAR)"),
-        Dialect::Postgres => format!("{column}::text"),
+/// The SQL expression reading `column` (of type `ty`) back as text, for [`read_back`] to turn
+/// into the canonical text. Timestamps are formatted by the database (in UTC, six fraction
+/// digits); MariaDB and SQLite give booleans as `1`/`0`, PostgreSQL as `true`/`false`, and
+/// JSON comes back as each database writes it.
+fn select_expr(dialect: Dialect, column: &str, ty: ColumnType) -> String {
+    match (dialect, ty) {
+        (Dialect::MySql, ColumnType::Timestamp) => {
+            format!("DATE_FORMAT({column}, '%Y-%m-%dT%H:%i:%s.%fZ')")
+        }
+        (Dialect::Postgres, ColumnType::Timestamp) => {
+            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        }
+        (Dialect::Sqlite, _) => format!("CAST({column} AS TEXT)"),
+        // A JSON column cast to text, so the document arrives as a string, not embedded.
+        (Dialect::MySql, _) => format!("CAST({column} AS CHAR)"),
+        (Dialect::Postgres, _) => format!("{column}::text"),
+    }
+}
+
+/// What [`select_expr`] returned for a column of type `ty`, in the canonical text (see
+/// [`canonical`]): `1` is `true`, JSON is re-canonicalised (MariaDB and PostgreSQL's JSONB
+/// rewrite it). A stored value that is not of the type (a table written before values
+/// were normalised) is returned as it is.
+fn read_back(ty: ColumnType, stored: Option<String>) -> Option<String> {
+    let stored = stored?;
+    match ty {
+        ColumnType::Text => Some(stored),
+        _ => Some(canonical(ty, &stored).unwrap_or(stored)),
     }
 }
 
@@ -571,4 +903,246 @@ fn poison_reason(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MONEY: ColumnType = ColumnType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+
+    fn ok(ty: ColumnType, value: &str) -> String {
+        canonical(ty, value).unwrap_or_else(|why| panic!("{value:?} refused: {why}"))
+    }
+
+    #[test]
+    fn decimals_get_exactly_their_scale() {
+        for (given, expected) in [
+            ("12.5", "12.50"),
+            ("12.50", "12.50"),
+            ("12.500000", "12.50"),
+            ("7", "7.00"),
+            ("-0.5", "-0.50"),
+            ("-.5", "-0.50"),
+            ("5.", "5.00"),
+            ("+3.1", "3.10"),
+            ("0.1", "0.10"),
+            ("0", "0.00"),
+            ("-0", "0.00"),
+            ("-0.000", "0.00"),
+            ("000123.40", "123.40"),
+            ("-007.01", "-7.01"),
+            ("1.25e1", "12.50"),
+            ("125E-1", "12.50"),
+            ("1e2", "100.00"),
+            ("1E+2", "100.00"),
+            ("5e-2", "0.05"),
+            ("0e999999999999999999999", "0.00"),
+            ("9999999999.99", "9999999999.99"),
+            ("-9999999999.99", "-9999999999.99"),
+        ] {
+            assert_eq!(ok(MONEY, given), expected, "{given}");
+        }
+        let whole = ColumnType::Decimal {
+            precision: 5,
+            scale: 0,
+        };
+        assert_eq!(ok(whole, "12.0"), "12");
+        assert_eq!(ok(whole, "99999"), "99999");
+        let fine = ColumnType::Decimal {
+            precision: 4,
+            scale: 4,
+        };
+        assert_eq!(ok(fine, ".5"), "0.5000");
+        assert_eq!(ok(fine, "-1e-4"), "-0.0001");
+    }
+
+    #[test]
+    fn decimals_that_would_be_rounded_or_truncated_are_refused() {
+        let scale = "has more digits after the point than the column's scale";
+        let precision = "has more digits before the point than the column's precision leaves \
+                         (precision minus scale)";
+        for (given, why) in [
+            ("12.505", scale),
+            ("0.001", scale),
+            ("1e-3", scale),
+            ("1e-999999999999", scale),
+            // A float would round this to 1.0; the digits keep its last 1.
+            ("0.1000000000000000000000000000001e1", scale),
+            ("12345678901.00", precision),
+            ("-12345678901", precision),
+            ("1e10", precision),
+            ("1e999999999999", precision),
+        ] {
+            assert_eq!(canonical(MONEY, given), Err(why), "{given}");
+        }
+        for not in [
+            "", "-", "+", ".", "e5", "1e", "1e+", "1.2.3", "1,5", " 1", "1 ", "0x10", "NaN", "inf",
+            "١", "--1", "1e1.5",
+        ] {
+            assert_eq!(
+                canonical(MONEY, not),
+                Err("is not a decimal number"),
+                "{not:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn integers_are_whole_and_in_range() {
+        for (given, expected) in [
+            ("42", "42"),
+            ("-42", "-42"),
+            ("007", "7"),
+            ("-0", "0"),
+            ("3.0", "3"),
+            ("3.000", "3"),
+            ("3e2", "300"),
+            ("1.5e1", "15"),
+            ("9223372036854775807", "9223372036854775807"),
+            ("-9223372036854775808", "-9223372036854775808"),
+        ] {
+            assert_eq!(ok(ColumnType::Integer, given), expected, "{given}");
+        }
+        for (given, why) in [
+            ("3.5", "is not a whole number"),
+            ("1e-1", "is not a whole number"),
+            ("three", "is not a whole number"),
+            ("", "is not a whole number"),
+            ("9223372036854775808", "is out of the 64-bit integer range"),
+            ("1e19", "is out of the 64-bit integer range"),
+            ("1e400", "is out of the 64-bit integer range"),
+        ] {
+            assert_eq!(canonical(ColumnType::Integer, given), Err(why), "{given}");
+        }
+    }
+
+    #[test]
+    fn booleans_and_text() {
+        for (given, expected) in [
+            ("true", "true"),
+            ("1", "true"),
+            ("false", "false"),
+            ("0", "false"),
+        ] {
+            assert_eq!(ok(ColumnType::Boolean, given), expected);
+        }
+        for not in ["yes", "TRUE", "2", "", " true"] {
+            assert!(canonical(ColumnType::Boolean, not).is_err(), "{not:?}");
+        }
+        assert_eq!(
+            ok(ColumnType::Text, "it's \"ünïcödé\" ✓"),
+            "it's \"ünïcödé\" ✓"
+        );
+        assert_eq!(
+            canonical(ColumnType::Text, "a\0b"),
+            Err("holds a NUL character, which PostgreSQL cannot store")
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        let ts = ColumnType::Timestamp;
+        for (given, expected) in [
+            ("2026-12-02T10:15:00Z", "2026-12-02T10:15:00.000000Z"),
+            ("2026-12-02T11:15:00+01:00", "2026-12-02T10:15:00.000000Z"),
+            ("2026-12-02T00:15:00-02:30", "2026-12-02T02:45:00.000000Z"),
+            ("2026-12-02T10:15:00.5Z", "2026-12-02T10:15:00.500000Z"),
+            ("2026-12-02T10:15:00.123456Z", "2026-12-02T10:15:00.123456Z"),
+            (
+                "2026-12-02T10:15:00.123456000Z",
+                "2026-12-02T10:15:00.123456Z",
+            ),
+            ("2027-01-01T00:30:00+01:00", "2026-12-31T23:30:00.000000Z"),
+            (
+                "Wed, 02 Dec 2026 10:15:00 GMT",
+                "2026-12-02T10:15:00.000000Z",
+            ),
+            ("1796206500000", "2026-12-02T10:15:00.000000Z"),
+            ("1796206500123", "2026-12-02T10:15:00.123000Z"),
+            ("0", "1970-01-01T00:00:00.000000Z"),
+            ("-1", "1969-12-31T23:59:59.999000Z"),
+        ] {
+            assert_eq!(ok(ts, given), expected, "{given}");
+            assert_eq!(ok(ts, expected), expected, "canonical is a fixed point");
+        }
+        let not = "is not a timestamp (RFC 3339, RFC 1123 or whole milliseconds since the epoch)";
+        let range = "is outside the years 1000 to 9999, which every database can store";
+        for (given, why) in [
+            ("tomorrow", not),
+            ("", not),
+            ("2026-12-02", not),
+            ("2026-12-02T10:15:00", not),
+            ("2026-12-02T10:15Z", not),
+            ("2026-13-02T10:15:00Z", not),
+            ("Mon, 02 Dec 2026 10:15:00 GMT", not),
+            ("Wed, 2 Dec 2026 10:15:00 GMT", not),
+            ("1796206500000.0", not),
+            ("0999-12-31T23:59:59Z", range),
+            ("9999-12-31T23:59:59-01:00", range),
+            ("-99999999999999", range),
+            ("99999999999999999999", range),
+            (
+                "2026-12-02T10:15:00.1234567Z",
+                "is finer than a microsecond (or a leap second), which the databases cannot keep",
+            ),
+        ] {
+            assert_eq!(canonical(ts, given), Err(why), "{given}");
+        }
+    }
+
+    #[test]
+    fn json_is_compact_with_sorted_keys() {
+        let j = ColumnType::Json;
+        for (given, expected) in [
+            (r#"{ "b" : 1, "a" : [ 1, 2 ] }"#, r#"{"a":[1,2],"b":1}"#),
+            (
+                r#"{"z":{"y":true,"x":null}}"#,
+                r#"{"z":{"x":null,"y":true}}"#,
+            ),
+            ("12.5", "12.5"),
+            ("-0.0", "0.0"),
+            ("[-0]", "[0.0]"),
+            ("1e2", "100.0"),
+            (r#""é\u00e9""#, r#""éé""#),
+            ("null", "null"),
+        ] {
+            assert_eq!(ok(j, given), expected, "{given}");
+            assert_eq!(ok(j, expected), expected, "canonical is a fixed point");
+        }
+        // As PostgreSQL's JSONB gives documents back.
+        assert_eq!(
+            ok(j, r#"{"a": 0.0000001, "b": 100.0}"#),
+            r#"{"a":1e-7,"b":100.0}"#
+        );
+        assert_eq!(ok(j, "1e-7"), "1e-7");
+        assert_eq!(canonical(j, "{"), Err("is not JSON"));
+        assert_eq!(canonical(j, ""), Err("is not JSON"));
+        assert!(canonical(j, r#"{"a":"\u0000"}"#).is_err());
+        assert!(canonical(j, r#"{"\u0000":1}"#).is_err());
+    }
+
+    #[test]
+    fn reading_back_gives_the_canonical_text() {
+        assert_eq!(
+            read_back(ColumnType::Boolean, Some("1".into())).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            read_back(ColumnType::Boolean, Some("false".into())).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            read_back(ColumnType::Json, Some(r#"{"b": 1, "a": 2}"#.into())).as_deref(),
+            Some(r#"{"a":2,"b":1}"#)
+        );
+        assert_eq!(read_back(MONEY, None), None);
+        assert_eq!(
+            read_back(ColumnType::Text, Some("1".into())).as_deref(),
+            Some("1")
+        );
+    }
 }

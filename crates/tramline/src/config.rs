@@ -18,6 +18,7 @@ use std::path::Path;
 use tramline_core::topics::TopicNames;
 use tramline_orders::events::ALL_TOPICS;
 use tramline_sql::Dialect;
+use tramline_views::ViewSpec;
 
 /// Everything `tramline serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,11 @@ pub struct Config {
     pub log: LogConfig,
     /// Stopping.
     pub shutdown: ShutdownConfig,
+    /// Declared read models, by name (`[views.order_status]`): each its own table, consumer
+    /// group and query API, run by the `view` role instead of the built-in Order Status View
+    /// (docs/VIEWS.md).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<String, ViewSpec>,
 }
 
 /// What carries events between the roles.
@@ -226,6 +232,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            views: BTreeMap::new(),
         }
     }
 }
@@ -310,7 +317,8 @@ impl std::fmt::Display for Problem {
 }
 
 /// Keys whose contents are free-form maps (any key is allowed inside).
-const OPEN_MAPS: [&str; 2] = ["transport.kafka", "transport.topics"];
+/// (`views` is checked by the declaration format itself, which refuses unknown keys.)
+const OPEN_MAPS: [&str; 3] = ["transport.kafka", "transport.topics", "views"];
 
 impl Config {
     /// The configuration from `file` (if any) with the environment's overrides on top:
@@ -462,6 +470,78 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problem("log.level", format!("not a log filter ({e})"));
         }
+        self.validate_views(problems);
+    }
+
+    /// Checks the declared views: each declaration, and that no two listeners share an
+    /// address and no topic is read in two envelope formats.
+    fn validate_views(&self, problems: &mut Vec<Problem>) {
+        let mut listeners: BTreeMap<&str, String> = [
+            ("order.listen", &self.order.listen),
+            ("payment.listen", &self.payment.listen),
+            ("delivery.listen", &self.delivery.listen),
+            ("relay.listen", &self.relay.listen),
+        ]
+        .into_iter()
+        .map(|(path, address)| (address.as_str(), path.to_owned()))
+        .collect();
+        let mut formats: BTreeMap<String, (String, tramline_core::wire::WireFormat)> =
+            BTreeMap::new();
+        for (name, spec) in &self.views {
+            let at = format!("views.{name}");
+            let plain = name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !plain || name.is_empty() {
+                problems.push(Problem {
+                    path: at.clone(),
+                    message: "a view's name is lower-case letters, digits and '_' (so that TRAMLINE_VIEWS__<NAME>__<KEY> variables reach it)".into(),
+                });
+            }
+            if let Err(found) = spec.declaration(name, &at) {
+                problems.extend(found.into_iter().map(|p| Problem {
+                    path: p.path,
+                    message: p.message,
+                }));
+            }
+            if let Some(other) = listeners.insert(&spec.listen, format!("{at}.listen")) {
+                problems.push(Problem {
+                    path: format!("{at}.listen"),
+                    message: format!("{} is {other} already", spec.listen),
+                });
+            }
+            let Ok(format) = spec.envelope.format() else {
+                continue;
+            };
+            for topic in spec.all_topics() {
+                match formats.get(&topic) {
+                    Some((other, f)) if *f != format => problems.push(Problem {
+                        path: format!("{at}.envelope"),
+                        message: format!(
+                            "topic {topic} is read by {other} in another envelope format"
+                        ),
+                    }),
+                    _ => {
+                        formats.insert(topic, (at.clone(), format.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The envelope format of every declared view's topics on the cluster.
+    pub fn topic_formats(&self) -> BTreeMap<String, tramline_core::wire::WireFormat> {
+        let names = self.transport.topic_names();
+        self.views
+            .values()
+            .filter_map(|spec| Some((spec, spec.envelope.format().ok()?)))
+            .flat_map(|(spec, format)| {
+                spec.all_topics()
+                    .into_iter()
+                    .map(move |t| (t, format.clone()))
+            })
+            .map(|(topic, format)| (names.cluster_name(&topic), format))
+            .collect()
     }
 
     /// The configuration as TOML with every secret hidden.
@@ -475,6 +555,9 @@ impl Config {
             &mut shown.transport.log_url,
         ] {
             *url = tramline_sql::db::redact(url);
+        }
+        for view in shown.views.values_mut() {
+            view.database_url = tramline_sql::db::redact(&view.database_url);
         }
         if shown.http.bearer_token.is_some() {
             shown.http.bearer_token = Some("***".into());

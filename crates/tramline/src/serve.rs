@@ -39,7 +39,11 @@ use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
 use tramline_orders::services::{Migrations, Reaction, ServiceDb, Subscriber};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{self, OrderStatusQuery};
+use tramline_sql::migrate::Schema;
+use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
 use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
+use tramline_views::http::ViewQuery;
+use tramline_views::ViewSpec;
 use utoipa::OpenApi;
 
 /// Options of `tramline serve`.
@@ -126,16 +130,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether `db` answers, for `/ready`.
 async fn ping(db: Db) -> Result<(), String> {
-    db.fetch_i64(&db.stmt("SELECT 1"), "ready", "ping")
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    db.ping("ready").await.map_err(|e| e.to_string())
 }
 
 fn kafka_config(config: &Config) -> KafkaConfig {
     let t = &config.transport;
     let mut kafka = KafkaConfig::new(&t.brokers);
     kafka.topics = t.topic_names();
+    kafka.formats = config.topic_formats();
     kafka.group_prefix = t.group_prefix.clone();
     kafka.session_timeout = Duration::from_secs(t.session_timeout_secs);
     kafka
@@ -181,6 +183,8 @@ struct Process<T> {
     listeners: Vec<(&'static str, String, Router)>,
     /// Every database opened, by role, so `all` opens each once; closed at the end.
     opened: Vec<(&'static str, ServiceDb)>,
+    /// The declared views' databases, closed at the end.
+    view_dbs: Vec<Db>,
 }
 
 impl<T: Transport> Process<T> {
@@ -300,6 +304,64 @@ impl<T: Transport> Process<T> {
         self.listeners.push((name, address.to_owned(), routes));
     }
 
+    /// Runs the declared view `name`: installs its table (refusing one that does not match),
+    /// starts its consumer and prepares its query API on its own listener and pool.
+    async fn declared_view(&mut self, name: &str, spec: &ViewSpec) -> anyhow::Result<()> {
+        let at = format!("views.{name}");
+        let declaration = spec.declaration(name, &at).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the declaration is not valid:\n  {}", lines.join("\n  "))
+        })?;
+        let table = ReadModelTable::new(declaration).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("view {name} cannot be run:\n  {}", lines.join("\n  "))
+        })?;
+        prepare_sqlite(&spec.database_url)?;
+        let open = |pool_size| {
+            let options = DbOptions {
+                max_connections: pool_size,
+                ..DbOptions::default()
+            };
+            let url = spec.database_url.clone();
+            async move { Db::connect(&url, &options).await }
+        };
+        let context = || {
+            format!(
+                "while opening view {name}'s database at {} ({at}.database_url)",
+                tramline_sql::db::redact(&spec.database_url)
+            )
+        };
+        let db = open(spec.pool_size).await.with_context(context)?;
+        self.view_dbs.push(db.clone());
+        tramline_sql::migrate::migrate(&db, &[Schema::Inbox])
+            .await
+            .with_context(context)?;
+        table
+            .install(&db)
+            .await
+            .with_context(|| format!("while installing view {name}'s table"))?;
+        let group = spec.group_name(name).to_owned();
+        let topics = spec.all_topics();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let projection = ReadModelProjection::new(db, &group, table.clone());
+        self.consume(&group, &topics, projection, spec.consumers)
+            .await?;
+        let queries = open(Some(spec.query_pool_size))
+            .await
+            .with_context(context)?;
+        self.view_dbs.push(queries.clone());
+        let route = spec.route(name);
+        let document = tramline_views::http::openapi(name, &route, &table)
+            .merge_from(http::OperationsApi::openapi());
+        let routes =
+            tramline_views::http::router(ViewQuery::new(queries.clone(), Arc::new(table), route));
+        let routes = http::service(routes, document, queries, &self.api);
+        // Listener names label metrics for the process's life.
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        self.listen(name, &spec.listen, routes);
+        Ok(())
+    }
+
     /// Opens the databases of `role`, starts its consumers and relays and prepares its
     /// listeners.
     async fn build(&mut self, role: Role) -> anyhow::Result<()> {
@@ -346,7 +408,12 @@ impl<T: Transport> Process<T> {
             let routes = http::delivery::router(DeliveryService::new(db), &self.api);
             self.listen("delivery", &config.delivery.listen, routes);
         }
-        if role.runs(Role::View) {
+        for (name, spec) in &config.views {
+            if role.runs(Role::View) {
+                self.declared_view(name, spec).await?;
+            }
+        }
+        if role.runs(Role::View) && config.views.is_empty() {
             let view = ServiceConfig {
                 listen: config.view.listen.clone(),
                 database_url: config.view.database_url.clone(),
@@ -410,7 +477,7 @@ impl<T: Transport> Process<T> {
                 probes,
             };
             let document = http::OperationsApi::openapi();
-            let routes = http::service(Router::new(), document, opened[0].clone(), &options);
+            let routes = http::service(Router::new(), document, opened[0].db.clone(), &options);
             self.listen("relay", &config.relay.listen, routes);
         }
         Ok(())
@@ -466,7 +533,16 @@ async fn serve<T: Transport>(
     transport_probe: Probe,
 ) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
-    for topic in ALL_TOPICS {
+    // The order system's topics unless only declared views run; the views' topics (a
+    // topic that exists is left as it is).
+    let mut topics: Vec<String> = Vec::new();
+    if role != Role::View || config.views.is_empty() {
+        topics.extend(ALL_TOPICS.iter().map(|t| t.to_string()));
+    }
+    if role.runs(Role::View) {
+        topics.extend(config.views.values().flat_map(ViewSpec::all_topics));
+    }
+    for topic in &topics {
         transport
             .create_topic(topic, config.transport.partitions)
             .await
@@ -484,6 +560,7 @@ async fn serve<T: Transport>(
         tasks: Tasks::new(),
         listeners: Vec::new(),
         opened: Vec::new(),
+        view_dbs: Vec::new(),
     };
     let built = process.build(role).await;
     let stop_http = CancellationToken::new();
@@ -528,6 +605,9 @@ async fn serve<T: Transport>(
     }
     for (_, db) in &process.opened {
         db.db.close().await;
+    }
+    for db in &process.view_dbs {
+        db.close().await;
     }
     let errors = match stopped {
         Ok(errors) => errors,

@@ -393,6 +393,65 @@ fn records_decode_into_changes_by_their_mapping() {
     ));
 }
 
+/// A JSON column takes the field's JSON as it is, a string included; a record the transport
+/// could not read in its envelope format is refused, not ignored.
+#[test]
+fn json_columns_keep_the_fields_json_and_undecodable_records_are_refused() {
+    use crate::envelope::EVENT_TYPE;
+    use crate::{Envelope, Record};
+    let d = Declaration {
+        name: "notes".into(),
+        table: "notes".into(),
+        key: column("id"),
+        groups: vec![Group {
+            name: "note".into(),
+            columns: vec![
+                Column::new("body", ColumnType::Json),
+                Column::new("author", ColumnType::Json),
+            ],
+            version: VersionSource::Position,
+        }],
+        events: vec![
+            EventMapping::new("notes", "Noted", "note", ValueSource::RecordKey)
+                .set("body", ValueSource::Field(vec!["body".into()]))
+                .set("author", ValueSource::Header("author".into())),
+        ],
+    };
+    assert!(d.validate().is_empty(), "{:?}", d.validate());
+    let record = |payload: &str| Record {
+        envelope: Envelope::new("notes", "n-1", payload.into())
+            .with_header(EVENT_TYPE, "Noted")
+            .with_header("author", "Ada"),
+        partition: 0,
+        offset: 1,
+    };
+    for (payload, body) in [
+        (r#"{"body":"hello"}"#, Some(r#""hello""#)),
+        (
+            r#"{"body":{"b":1,"a":[true]}}"#,
+            Some(r#"{"a":[true],"b":1}"#),
+        ),
+        (r#"{"body":null}"#, None),
+    ] {
+        let (_, change) = d
+            .decode(&record(payload))
+            .expect("decodes")
+            .expect("mapped");
+        assert_eq!(change.writes["body"].as_deref(), body, "{payload}");
+        assert_eq!(change.writes["author"].as_deref(), Some(r#""Ada""#));
+    }
+    let mut marked = record("{}");
+    marked.envelope.headers.insert(
+        crate::wire::DECODE_ERROR.into(),
+        "the record value is not JSON".into(),
+    );
+    let err = d.decode(&marked).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "the record is not in its topic's envelope format: the record value is not JSON"
+    );
+}
+
 /// A random declaration: 1–3 groups of 1–4 columns, each ordered by a version field (its
 /// events are snapshots, or clear the group or delete the row) or by position (deltas that
 /// set random subsets, clearing or deleting now and then).

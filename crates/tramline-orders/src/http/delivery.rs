@@ -93,5 +93,5 @@ pub fn router(deliveries: DeliveryService, options: &super::ApiOptions) -> Route
             idempotent(post(complete_delivery), &db, Reply::OK),
         )
         .with_state(deliveries);
-    super::service(routes, DeliveryApi::openapi(), db, options)
+    super::service(routes, DeliveryApi::openapi(), db.db, options)
 }

@@ -42,9 +42,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
-/// Largest command request body accepted (larger: 413). The whole request is stored with its
-/// key, so the bound keeps the records small.
-pub const COMMAND_BODY_LIMIT: usize = 64 * 1024;
+pub use tramline_views::problem::COMMAND_BODY_LIMIT;
 
 /// The `Idempotency-Key` header of every command, for the OpenAPI documents.
 #[derive(Debug, utoipa::IntoParams)]

@@ -14,7 +14,6 @@ pub mod problem;
 pub mod trace;
 pub mod view;
 
-use crate::services::ServiceDb;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -25,6 +24,7 @@ use problem::Problem;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
+use tramline_sql::Db;
 
 /// What `/health` and `/ready` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -54,8 +54,7 @@ pub async fn ready(State(readiness): State<Readiness>) -> Result<Json<Status>, P
             format!("{what} does not answer"),
         )
     };
-    let ping = readiness.db.db.stmt("SELECT 1");
-    if let Err(e) = readiness.db.db.fetch_i64(&ping, "ready", "ping").await {
+    if let Err(e) = readiness.db.ping("ready").await {
         tracing::warn!(error = %e, "not ready");
         return Err(unavailable("the service's database"));
     }
@@ -71,7 +70,7 @@ pub async fn ready(State(readiness): State<Readiness>) -> Result<Json<Status>, P
 /// What `/ready` checks.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    db: ServiceDb,
+    db: Db,
     probes: Arc<[Probe]>,
 }
 
@@ -106,7 +105,7 @@ impl std::fmt::Debug for Probe {
 }
 
 /// `/health` and `/ready` for a service on `db`, `/ready` also running `probes`.
-pub fn operations(db: ServiceDb, probes: &[Probe]) -> Router {
+pub fn operations(db: Db, probes: &[Probe]) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -146,7 +145,7 @@ pub struct ApiOptions {
 pub fn service(
     routes: Router,
     api: utoipa::openapi::OpenApi,
-    db: ServiceDb,
+    db: Db,
     options: &ApiOptions,
 ) -> Router {
     let document = serde_json::to_value(&api).expect("an OpenAPI document serialises");

@@ -109,5 +109,5 @@ pub fn router(orders: OrderService, options: &super::ApiOptions) -> Router {
             idempotent(post(cancel_order), &db, Reply::OK),
         )
         .with_state(orders);
-    super::service(routes, OrderApi::openapi(), db, options)
+    super::service(routes, OrderApi::openapi(), db.db, options)
 }

@@ -93,5 +93,5 @@ pub fn router(payments: PaymentService, options: &super::ApiOptions) -> Router {
             idempotent(post(reject_payment), &db, Reply::OK),
         )
         .with_state(payments);
-    super::service(routes, PaymentApi::openapi(), db, options)
+    super::service(routes, PaymentApi::openapi(), db.db, options)
 }

@@ -1,66 +1,13 @@
-//! Errors as RFC 9457 problem details (`application/problem+json`), with the status a client
-//! can act on: 400 malformed request, 404 unknown id, 409 illegal state transition (or a
+//! The order system's errors as RFC 9457 problem details ([`Problem`], shared with every
+//! tramline API), with the status a client can act on: 400 malformed request, 404 unknown id, 409 illegal state transition (or a
 //! request with the same `Idempotency-Key` in progress), 413 a body over 64 KiB, 422 invalid
 //! values (or an `Idempotency-Key` reused with another request), 503 a store that is busy or
 //! away. Bad input never becomes a 500. Every type is `urn:tramline:problem:<kind>`; the kinds
 //! are listed in docs/HTTP.md.
 
 use crate::OrderSystemError;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-/// A problem details document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the problem type, e.g. `urn:tramline:problem:not-found`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The status's short description.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong with this request.
-    pub detail: String,
-}
-
-impl Problem {
-    /// A problem of `status`, explained by `detail`.
-    pub fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
-        Problem {
-            kind: format!("urn:tramline:problem:{kind}"),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail: detail.into(),
-        }
-    }
-
-    /// The 413 problem of a request body over the command APIs' limit.
-    pub fn payload_too_large() -> Self {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            format!(
-                "the request body is larger than {} bytes",
-                super::idempotency::COMMAND_BODY_LIMIT
-            ),
-        )
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).expect("a problem serialises");
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
-    }
-}
+use axum::http::StatusCode;
+pub use tramline_views::problem::Problem;
 
 impl From<OrderSystemError> for Problem {
     fn from(e: OrderSystemError) -> Self {
@@ -96,25 +43,6 @@ impl From<OrderSystemError> for Problem {
                     "the request could not be completed",
                 )
             }
-        }
-    }
-}
-
-impl From<JsonRejection> for Problem {
-    fn from(r: JsonRejection) -> Self {
-        match r {
-            JsonRejection::JsonDataError(e) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-value",
-                e.body_text(),
-            ),
-            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(),
-            JsonRejection::MissingJsonContentType(e) => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                e.body_text(),
-            ),
-            other => Problem::new(StatusCode::BAD_REQUEST, "malformed", other.body_text()),
         }
     }
 }

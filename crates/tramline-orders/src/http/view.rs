@@ -129,5 +129,5 @@ pub fn router(view: OrderStatusQuery, options: &super::ApiOptions) -> Router {
         .route("/order-status", get(list_order_status))
         .route("/order-status/{order_id}", get(get_order_status))
         .with_state(view);
-    super::service(routes, ViewApi::openapi(), db, options)
+    super::service(routes, ViewApi::openapi(), db.db, options)
 }
