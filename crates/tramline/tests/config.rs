@@ -146,3 +146,79 @@ fn the_container_configuration_is_valid_with_the_compose_environment() {
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("the Dockerfile");
     assert!(dockerfile.contains("COPY deploy/tramline.toml /etc/tramline/tramline.toml"));
 }
+
+fn eventuate_example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/eventuate-view/tramline.toml")
+}
+
+#[test]
+fn the_eventuate_example_is_valid_and_its_views_can_be_overridden() {
+    let (ok, stdout, stderr) = check(
+        &eventuate_example(),
+        &["--print"],
+        &[
+            (
+                "TRAMLINE_VIEWS__ORDER_STATUS__DATABASE_URL",
+                "mysql://view:hunter2@db:3306/views",
+            ),
+            (
+                "TRAMLINE_VIEWS__ORDER_STATUS__TOPICS__PAYMENT",
+                "com.acme.payment.Payment",
+            ),
+        ],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("[views.order_status]"), "{stdout}");
+    assert!(
+        stdout.contains("payment = \"com.acme.payment.Payment\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mysql://view:***@db:3306/views") && !stdout.contains("hunter2"),
+        "the password is hidden: {stdout}"
+    );
+}
+
+#[test]
+fn every_bad_field_of_a_declaration_is_named_by_its_path() {
+    let text = std::fs::read_to_string(eventuate_example()).expect("the example");
+    let broken = text
+        .replacen("{ name = \"quantity\", type = \"integer\" }", "{ name = \"quantity\", type = \"number\" }", 1)
+        .replacen("group = \"delivery\"\nkey = { field = \"orderId\" }", "group = \"shipping\"\nkey = { field = \"orderId\" }", 1)
+        .replacen("set.payment_status = { value = \"APPROVED\" }", "set.payment_state = { value = \"APPROVED\" }", 1)
+        .replacen("key = { field = \"orderId\" }\nset.order_status = { value = \"REJECTED\" }", "key = { field = \"orderId\", header = \"x\" }\nset.order_status = { value = \"REJECTED\" }", 1);
+    assert_ne!(broken, text);
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("broken.toml");
+    std::fs::write(&file, broken).expect("written");
+    let (ok, _, stderr) = check(
+        &file,
+        &[],
+        &[("TRAMLINE_VIEWS__ORDER_STATUS__LISTEN", "nowhere")],
+    );
+    assert!(!ok, "{stderr}");
+    for (path, says) in [
+        ("views.order_status.listen", "not an address"),
+        (
+            "views.order_status.groups[0].columns[3].type",
+            "\"number\" is not a column type",
+        ),
+        ("views.order_status.events[2].key", "give exactly one of"),
+        (
+            "views.order_status.events[6].set.payment_state",
+            "not a column of group \"payment\"",
+        ),
+        (
+            "views.order_status.events[8].group",
+            "group \"shipping\", which is not declared",
+        ),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("{path}: ")))
+            .unwrap_or_else(|| panic!("{path} not reported:\n{stderr}"));
+        assert!(line.contains(says), "{line}");
+    }
+    assert!(stderr.contains("5 problems"), "{stderr}");
+}
