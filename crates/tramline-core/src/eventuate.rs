@@ -27,7 +27,7 @@ pub const DATE: &str = "DATE";
 #[non_exhaustive]
 pub enum EventuateError {
     /// Not the JSON envelope `{"payload": "...", "headers": {...}}`.
-    #[error("not an Eventuate message envelope: {0}")]
+    #[error("not an Eventuate message envelope")]
     Json(#[from] serde_json::Error),
     /// A header every Eventuate message carries is missing.
     #[error("the Eventuate message has no {0} header")]

@@ -121,6 +121,11 @@ impl WireFormat {
                 id_header,
                 event_type_header,
             } => {
+                // A tombstone (the router's `route.tombstone.on.empty.payload`) carries no
+                // event: an envelope without an event type, which no view maps.
+                if raw.value.is_empty() {
+                    return Ok(positional(raw, "null".into()));
+                }
                 let value: serde_json::Value =
                     serde_json::from_slice(raw.value).map_err(WireError::NotJson)?;
                 let mut envelope = positional(raw, payload_text(unwrap_connect(value)));
@@ -326,6 +331,21 @@ mod tests {
             Some("the record has no id header"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_debezium_tombstone_is_no_event() {
+        let format = WireFormat::DebeziumOutbox {
+            id_header: default_id_header(),
+            event_type_header: default_type_header(),
+        };
+        let e = format.envelope(&raw(Some(b"o-1"), b"", &[]));
+        assert_eq!(
+            (e.header(DECODE_ERROR), e.event_type()),
+            (None, None),
+            "{e:?}"
+        );
+        assert_eq!(e.key, "o-1");
     }
 
     #[test]

@@ -44,18 +44,16 @@ async fn transport(test: &str, partitions: i32) -> KafkaTransport {
         },
     );
     config.formats.insert(
-        format!("{plain}.nope"),
+        plain,
         WireFormat::PlainJson {
             event_type_header: None,
             event_type_field: Some("type".into()),
             id_header: None,
         },
     );
-    let t = KafkaTransport::connect(config)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("{e} (the test broker: scripts/broker start, or TRAMLINE_TEST_KAFKA_BROKERS)")
-        });
+    let t = KafkaTransport::connect(config).await.unwrap_or_else(|e| {
+        panic!("{e} (the test broker: scripts/broker start, or TRAMLINE_TEST_KAFKA_BROKERS)")
+    });
     for topic in [DEBEZIUM, PLAIN, EVENTUATE] {
         t.create_topic(topic, partitions)
             .await
@@ -276,8 +274,7 @@ async fn debezium_outbox_records_become_their_events() {
     let got = poll_positions(&mut s, &expected, "Debezium outbox records").await;
     s.close().await;
 
-    for (n, ((position, ts), (_, key, _, id, event_type))) in sent.iter().zip(&cases).enumerate()
-    {
+    for (n, ((position, ts), (_, key, _, id, event_type))) in sent.iter().zip(&cases).enumerate() {
         let e = &got[position];
         let case = format!("case {n}: {e:?}");
         assert_eq!(e.header(DECODE_ERROR), None, "{case}");
@@ -413,7 +410,11 @@ async fn plain_json_records_are_typed_by_a_field_and_identified_by_their_positio
     assert_eq!(twin_e.payload, e.payload, "the same content");
     assert_ne!(twin_e.id, e.id, "two records, two ids");
     let ids: BTreeSet<_> = got.values().map(|e| e.id).collect();
-    assert_eq!(ids.len(), expected.len(), "every record its own id: {got:?}");
+    assert_eq!(
+        ids.len(),
+        expected.len(),
+        "every record its own id: {got:?}"
+    );
 
     let bad = &got[&not_json];
     assert!(
@@ -429,7 +430,11 @@ async fn plain_json_records_are_typed_by_a_field_and_identified_by_their_positio
     assert_eq!(e.event_type(), Some("ShipmentDelivered"));
 
     let e = &got[&untyped];
-    assert_eq!(e.header(DECODE_ERROR), None, "no type is not an error: {e:?}");
+    assert_eq!(
+        e.header(DECODE_ERROR),
+        None,
+        "no type is not an error: {e:?}"
+    );
     assert_eq!(e.event_type(), None);
     assert_eq!(
         e.key,
@@ -536,8 +541,16 @@ async fn each_topic_of_a_subscription_is_read_in_its_own_format() {
     assert_eq!(e.key, "o-1");
     assert_eq!(e.payload, r#"{"orderId":"o-1"}"#);
     assert_eq!(e.event_type(), Some("com.example.order.OrderCreatedEvent"));
-    assert_eq!(e.header(eventuate::DESTINATION), None, "moved into the topic");
-    assert_eq!(e.header(eventuate::PARTITION_ID), None, "moved into the key");
+    assert_eq!(
+        e.header(eventuate::DESTINATION),
+        None,
+        "moved into the topic"
+    );
+    assert_eq!(
+        e.header(eventuate::PARTITION_ID),
+        None,
+        "moved into the key"
+    );
     assert_eq!(
         e.header(eventuate::DATE),
         Some("Tue, 15 Nov 1994 08:12:31 GMT"),
@@ -549,7 +562,10 @@ async fn each_topic_of_a_subscription_is_read_in_its_own_format() {
     // from the headers.
     let e = &got[&same_bytes[DEBEZIUM]];
     assert_eq!(e.header(DECODE_ERROR), None, "{e:?}");
-    assert_eq!(e.id, Envelope::id_for("6f1d2c1e-0000-4000-8000-0000000000b1"));
+    assert_eq!(
+        e.id,
+        Envelope::id_for("6f1d2c1e-0000-4000-8000-0000000000b1")
+    );
     assert_eq!(e.event_type(), Some("OrderCreated"));
     assert_eq!(json(&e.payload), json(&eventuate_value));
 
@@ -560,7 +576,10 @@ async fn each_topic_of_a_subscription_is_read_in_its_own_format() {
     assert_eq!(e.event_type(), None);
     assert_eq!(json(&e.payload), json(&eventuate_value));
     assert_ne!(e.id, Envelope::id_for(eventuate_id));
-    assert_ne!(e.id, Envelope::id_for("6f1d2c1e-0000-4000-8000-0000000000b1"));
+    assert_ne!(
+        e.id,
+        Envelope::id_for("6f1d2c1e-0000-4000-8000-0000000000b1")
+    );
 
     let e = &got[&debezium_own];
     assert_eq!(e.header(DECODE_ERROR), None, "{e:?}");
