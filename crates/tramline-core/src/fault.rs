@@ -78,6 +78,10 @@ impl<T: Transport> Transport for Duplicating<T> {
         self.inner.subscribe(group, topics).await
     }
 
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<CommitPosition>, Error> {
+        self.inner.end_offsets(topics).await
+    }
+
     async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
         self.inner.create_topic(topic, partitions).await
     }

@@ -84,6 +84,14 @@ pub trait Transport: Send + Sync + 'static {
         partitions: i32,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Where each partition of `topics` ends now: the offset the next record appended to it
+    /// will get. A reader that has read every partition up to these has read everything
+    /// published before the call (a rebuild replays up to them).
+    fn end_offsets(
+        &self,
+        topics: &[String],
+    ) -> impl Future<Output = Result<Vec<CommitPosition>, Error>> + Send;
+
     /// Records of `topics` that `group` has not committed yet, as far as this process can
     /// tell (on Kafka: what this process published, less what its members committed). Zero
     /// means every record this process knows of is applied.

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tramline_core::eventuate::EventuateMessage;
+use tramline_core::offsets::CommitPosition;
 use tramline_core::ports::Transport;
 use tramline_core::{Envelope, Error};
 
@@ -278,6 +279,47 @@ impl Transport for KafkaTransport {
             )));
         }
         Ok(self.create(topic, partitions).await?)
+    }
+
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<CommitPosition>, Error> {
+        let client = self.producer.clone();
+        let timeout = self.config.connect_timeout;
+        let named: Vec<(String, String)> = topics
+            .iter()
+            .map(|t| (t.clone(), self.config.topics.cluster_name(t)))
+            .collect();
+        let ends = tokio::task::spawn_blocking(move || {
+            let mut ends = Vec::new();
+            for (topic, name) in named {
+                let metadata = client.client().fetch_metadata(Some(&name), timeout)?;
+                let partitions = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name)
+                    .map(|t| t.partitions().len())
+                    .unwrap_or_default();
+                for partition in 0..partitions as i32 {
+                    let (_, high) = client
+                        .client()
+                        .fetch_watermarks(&name, partition, timeout)?;
+                    ends.push(CommitPosition {
+                        topic: topic.clone(),
+                        partition,
+                        next_offset: high,
+                    });
+                }
+            }
+            Ok::<_, ClientError>(ends)
+        })
+        .await
+        .map_err(|_| KafkaError::Operation {
+            operation: "read the partitions' ends",
+            source: ClientError::Canceled,
+        })?;
+        Ok(ends.map_err(|source| KafkaError::Operation {
+            operation: "read the partitions' ends",
+            source,
+        })?)
     }
 
     async fn lag(&self, group: &str, topics: &[String]) -> Result<i64, Error> {

@@ -74,6 +74,14 @@ impl Inbox {
         Ok(fresh)
     }
 
+    /// Forgets every message id this consumer claimed (for a consumer that is done for good,
+    /// such as a view rebuild's); returns how many.
+    pub async fn forget(&self, db: &Db) -> Result<u64, SqlError> {
+        let mut stmt = db.stmt("DELETE FROM tramline_inbox WHERE consumer = ");
+        stmt.bind(&self.consumer);
+        db.execute(&stmt, STORE, "forget message ids").await
+    }
+
     /// Keeps a message that can never be applied, with the reason, and marks its id handled.
     pub async fn park(&self, db: &Db, record: &Record, reason: &Error) -> Result<(), SqlError> {
         let mut tx = db.begin(STORE).await?;

@@ -261,6 +261,20 @@ impl Transport for SqlLog {
         Ok(self.uncommitted(group, topics).await?)
     }
 
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<CommitPosition>, Error> {
+        let mut ends = Vec::new();
+        for topic in topics {
+            for (partition, next_offset) in self.partitions(topic).await?.into_iter().enumerate() {
+                ends.push(CommitPosition {
+                    topic: topic.clone(),
+                    partition: partition as i32,
+                    next_offset,
+                });
+            }
+        }
+        Ok(ends)
+    }
+
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<SqlSubscription, Error> {
         let committed = self.committed(group).await?;
         let mut positions = Vec::new();

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod problem;
+pub mod rebuild;
 pub mod spec;
 
 pub use spec::{SpecProblem, ViewSpec};

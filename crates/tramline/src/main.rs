@@ -6,6 +6,7 @@ mod load;
 mod migrate;
 mod serve;
 mod telemetry;
+mod view;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Check a configuration file of `tramline serve`.
     Config(config::ConfigArgs),
+    /// Operate on a declared view: `rebuild` it from its topics.
+    View(view::ViewArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -50,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Demo(args) => demo::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Config(args) => config::run(args),
+        Command::View(args) => view::run(args).await,
     };
     match outcome {
         Ok(code) => code,

@@ -133,7 +133,7 @@ async fn ping(db: Db) -> Result<(), String> {
     db.ping("ready").await.map_err(|e| e.to_string())
 }
 
-fn kafka_config(config: &Config) -> KafkaConfig {
+pub(crate) fn kafka_config(config: &Config) -> KafkaConfig {
     let t = &config.transport;
     let mut kafka = KafkaConfig::new(&t.brokers);
     kafka.topics = t.topic_names();
@@ -148,7 +148,7 @@ fn kafka_config(config: &Config) -> KafkaConfig {
 
 /// Creates the directory of a `sqlite://` database, so the defaults work from an empty
 /// directory.
-fn prepare_sqlite(url: &str) -> anyhow::Result<()> {
+pub(crate) fn prepare_sqlite(url: &str) -> anyhow::Result<()> {
     if Dialect::from_url(url)? != Dialect::Sqlite {
         return Ok(());
     }
