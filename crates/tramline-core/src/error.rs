@@ -107,3 +107,16 @@ impl RetryCause {
         }
     }
 }
+
+/// An error and its causes in one sentence (`what failed: why: root cause`), for a message
+/// that must stand on its own: a parked message's reason, a header.
+pub fn sentence(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

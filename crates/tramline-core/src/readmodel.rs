@@ -218,6 +218,12 @@ pub enum DeclarationError {
         /// The columns it leaves out, comma-separated.
         missing: String,
     },
+    /// A column's name is one the stores use for a group's bookkeeping.
+    #[error("column {column:?} has a name the table keeps for bookkeeping (<group>_version, and every name with \"__\"); rename it")]
+    Reserved {
+        /// The column.
+        column: String,
+    },
     /// A group no event feeds.
     #[error("group {group:?} is fed by no event")]
     Unfed {
@@ -263,6 +269,16 @@ impl Declaration {
             }
             for column in &group.columns {
                 check(identifier("column", &column.name));
+                let bookkeeping = column.name.contains("__")
+                    || self
+                        .groups
+                        .iter()
+                        .any(|g| column.name == format!("{}_version", g.name));
+                if bookkeeping {
+                    check(Err(DeclarationError::Reserved {
+                        column: column.name.clone(),
+                    }));
+                }
                 if !columns.insert(column.name.as_str()) {
                     check(Err(DeclarationError::Twice {
                         what: "column",

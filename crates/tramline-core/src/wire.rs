@@ -107,7 +107,7 @@ impl WireFormat {
             let mut envelope = positional(raw, String::from_utf8_lossy(raw.value).into_owned());
             envelope
                 .headers
-                .insert(DECODE_ERROR.to_owned(), error_chain(&e));
+                .insert(DECODE_ERROR.to_owned(), crate::error::sentence(&e));
             envelope
         })
     }
@@ -242,18 +242,6 @@ fn payload_text(value: serde_json::Value) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// An error and its causes, for the [`DECODE_ERROR`] header.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

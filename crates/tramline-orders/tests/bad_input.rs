@@ -41,7 +41,7 @@ fn malformed(good: &Envelope) -> Vec<(&'static str, Envelope)> {
 async fn a_poison_message_is_refused_with_a_typed_error_and_changes_nothing(backend: Backend) {
     let dbs = TestDbs::new(backend, "poison-direct");
     let db = view_db(&dbs).await;
-    let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
+    let handler = OrderStatusProjection::consumer(&db, "view");
     let good = records(&completed_history("order-1")).remove(0);
     for (what, envelope) in malformed(&good.envelope) {
         let record = tramline_core::Record {
@@ -84,11 +84,7 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it(backend: Back
     batch.extend(second.iter().map(|r| r.envelope.clone()));
     log.publish(&batch).await.expect("published");
 
-    let handler = Arc::new(Subscriber::new(
-        db.clone(),
-        "view",
-        OrderStatusProjection::default(),
-    ));
+    let handler = Arc::new(OrderStatusProjection::consumer(&db, "view"));
     let runtime = ConsumerRuntime::new(Arc::clone(&handler), ConsumerConfig::default());
     let stats = runtime.stats();
     let topics: Vec<String> = ALL_TOPICS.iter().map(|s| s.to_string()).collect();

@@ -19,7 +19,7 @@ use tramline_core::Envelope;
 use tramline_orders::events::ORDER_EVENTS;
 use tramline_orders::http::ApiOptions;
 use tramline_orders::services::order::{self, OrderService};
-use tramline_orders::services::{ServiceDb, Subscriber};
+use tramline_orders::services::ServiceDb;
 use tramline_orders::trace::{parse_traceparent, TRACEPARENT, TRACESTATE};
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_sql::{DbOptions, OutboxLayout, SqlLog};
@@ -143,11 +143,7 @@ async fn a_request_is_followed_from_its_caller_to_the_view(backend: Backend) {
 
     // The view logs the event it applied with the request's trace id; a duplicate it skips is
     // not logged again.
-    let view = Subscriber::new(
-        common::view_db(&dbs).await,
-        "order-status-view",
-        OrderStatusProjection::default(),
-    );
+    let view = OrderStatusProjection::consumer(&common::view_db(&dbs).await, "order-status-view");
     let logs = Captured::default();
     view.apply(&records)
         .with_subscriber(logs.dispatch())

@@ -11,7 +11,6 @@ use serde_json::Value;
 use tramline_core::ports::Handler;
 use tramline_orders::events::DomainEvent;
 use tramline_orders::http::view::router;
-use tramline_orders::services::Subscriber;
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::OrderStatusQuery;
 use tramline_testkit::{on_every_database, Backend, TestDbs};
@@ -23,7 +22,7 @@ async fn seeded(
 ) -> (TestDbs, axum::Router, Vec<(String, Vec<DomainEvent>)>) {
     let dbs = TestDbs::new(backend, test);
     let db = view_db(&dbs).await;
-    let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
+    let handler = OrderStatusProjection::consumer(&db, "view");
     let mut orders = Vec::new();
     for i in 0..25 {
         let id = format!("order-{i:03}");

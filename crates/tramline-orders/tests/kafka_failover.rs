@@ -18,7 +18,7 @@ use tramline_core::topics::TopicNames;
 use tramline_core::Envelope;
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::events::ALL_TOPICS;
-use tramline_orders::services::{ServiceDb, Subscriber};
+use tramline_orders::services::ServiceDb;
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{OrderStatusQuery, OrderStatusRow};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlOutbox};
@@ -57,11 +57,7 @@ fn orders(tag: &str, n: usize) -> (Vec<Vec<Envelope>>, BTreeMap<String, OrderSta
 async fn join(t: &KafkaTransport, db: &ServiceDb) -> RunningConsumer {
     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
     let subscription = t.subscribe(VIEW, &topics).await.expect("subscribed");
-    let handler = Arc::new(Subscriber::new(
-        db.clone(),
-        VIEW,
-        OrderStatusProjection::default(),
-    ));
+    let handler = Arc::new(OrderStatusProjection::consumer(db, VIEW));
     RunningConsumer::start(
         ConsumerRuntime::new(handler, ConsumerConfig::default()),
         subscription,
@@ -125,7 +121,7 @@ async fn a_killed_view_members_work_moves_to_the_survivor_and_the_view_is_exact(
         "every event was received at least once"
     );
     survivor.stop().await;
-    let parked = Subscriber::new(db.clone(), VIEW, OrderStatusProjection::default())
+    let parked = OrderStatusProjection::consumer(&db, VIEW)
         .inbox()
         .parked(&db.db)
         .await

@@ -16,7 +16,6 @@ use tokio::sync::Barrier;
 use tramline_core::ports::Handler;
 use tramline_core::Record;
 use tramline_orders::events::DomainEvent;
-use tramline_orders::services::Subscriber;
 use tramline_orders::view::naive::NaiveProjection;
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::{OrderStatusQuery, OrderStatusRow};
@@ -149,13 +148,9 @@ async fn upsert_projection_is_exact_under_concurrent_duplicated_shuffled_events(
     let dbs = TestDbs::new(backend, "upsert-concurrency");
     let db = view(backend, &dbs).await;
     let (expected, per_worker) = workload();
-    let handler = Arc::new(Subscriber::new(
-        db.clone(),
-        "view",
-        OrderStatusProjection::default(),
-    ));
+    let handler = Arc::new(OrderStatusProjection::consumer(&db, "view"));
     let (failures, applied) = run(Arc::clone(&handler), per_worker).await;
-    let stats = handler.reaction().stats();
+    let stats = handler.applier().stats();
     let query = OrderStatusQuery::new(db);
     assert_eq!(failures, 0, "no apply may fail");
     assert_eq!(stats.duplicate_key_errors.load(Ordering::Relaxed), 0);

@@ -13,7 +13,6 @@ use rand::SeedableRng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tramline_core::ports::Handler;
 use tramline_orders::events::DomainEvent;
-use tramline_orders::services::Subscriber;
 use tramline_orders::view::projection::OrderStatusProjection;
 use tramline_orders::view::OrderStatusQuery;
 use tramline_testkit::{on_every_database, shuffled, with_duplicates, Backend, TestDbs};
@@ -47,7 +46,7 @@ async fn any_interleaving_and_duplication_yields_the_newest_of_each_source(backe
     let dbs = TestDbs::new(backend, "view-property");
     let db = view_db(&dbs).await;
     // One database for all cases: every case is a new order.
-    let handler = Subscriber::new(db.clone(), "view", OrderStatusProjection::default());
+    let handler = OrderStatusProjection::consumer(&db, "view");
     let query = OrderStatusQuery::new(db);
     let case = AtomicU64::new(0);
     let strategy = (

@@ -7,6 +7,7 @@
 //! backend is chosen by URL. Every store's schema is created by versioned migrations
 //! (`migrations/<dialect>/<store>/`) applied when it opens.
 
+pub mod consumer;
 pub mod db;
 pub mod dialect;
 pub mod error;
@@ -18,6 +19,7 @@ mod outbox;
 pub mod provision;
 pub mod readmodel;
 
+pub use consumer::{Apply, TransactionalConsumer};
 pub use db::{insert_rows, Db, DbOptions, Stmt, Tx};
 pub use dialect::{Assign, Dialect, LockMode};
 pub use error::SqlError;

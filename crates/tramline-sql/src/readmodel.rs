@@ -2,10 +2,12 @@
 //! rule; this writes it in SQL).
 //!
 //! The table has the key, every declared column, and per group: one version column per
-//! *version set* (columns written by the same events, [`Declaration::version_sets`]; a
-//! snapshot group has one), the presence register `<group>__present` with its version
-//! `<group>__version` (the newest version of the group applied to the row), and for a group
-//! ordered by record positions `<group>__origin`, where its events for the row come from.
+//! *version set* (columns written by the same events, [`Declaration::version_sets`]):
+//! `<group>_version` when the group has one (a snapshot group always does), else
+//! `<group>__v<n>`; for a group with an event that deletes the row, the presence register
+//! `<group>__present` with its version `<group>__version` (the newest version of the group
+//! applied to the row); and for a group ordered by record positions `<group>__origin`, where
+//! its events for the row come from.
 //! A batch is one multi-row upsert, a row per key in key order (so concurrent batches lock
 //! rows in one order and cannot deadlock), whose assignments are guarded version set by
 //! version set ([`Dialect::register_upsert`]): no read-modify-write and no insert race. A
@@ -17,7 +19,8 @@
 use crate::{insert_rows, Db, Dialect, SqlError, Tx};
 use std::collections::BTreeMap;
 use tramline_core::readmodel::{
-    Change, ColumnType, Declaration, DeclarationError, MergeError, Origin, VersionSource, PRESENCE,
+    Change, ColumnType, Declaration, DeclarationError, Effect, MergeError, Origin, VersionSource,
+    PRESENCE,
 };
 
 const STORE: &str = "read model";
@@ -39,8 +42,8 @@ struct VersionSet {
 struct GroupTable {
     name: String,
     sets: Vec<VersionSet>,
-    presence: String,
-    version: String,
+    /// For a group whose events may delete the row: the presence register and its version.
+    presence: Option<(String, String)>,
     /// For a positional group: where its events for the row come from
     /// (`topic/partition/record key`), set by the first and checked for every later one.
     origin: Option<String>,
@@ -110,12 +113,17 @@ impl ReadModelTable {
             .map(|g| {
                 let types: BTreeMap<&str, ColumnType> =
                     g.columns.iter().map(|c| (c.name.as_str(), c.ty)).collect();
-                let sets = declaration
-                    .version_sets(&g.name)
+                let version_sets = declaration.version_sets(&g.name);
+                let single = version_sets.len() == 1;
+                let sets = version_sets
                     .into_iter()
                     .enumerate()
                     .map(|(i, columns)| VersionSet {
-                        version: format!("{}__v{i}", g.name),
+                        version: if single {
+                            format!("{}_version", g.name)
+                        } else {
+                            format!("{}__v{i}", g.name)
+                        },
                         columns: columns
                             .into_iter()
                             .map(|c| {
@@ -128,8 +136,16 @@ impl ReadModelTable {
                 GroupTable {
                     name: g.name.clone(),
                     sets,
-                    presence: format!("{}__present", g.name),
-                    version: format!("{}__version", g.name),
+                    presence: declaration
+                        .events
+                        .iter()
+                        .any(|e| e.group == g.name && e.effect == Effect::DeleteRow)
+                        .then(|| {
+                            (
+                                format!("{}__present", g.name),
+                                format!("{}__version", g.name),
+                            )
+                        }),
                     origin: (g.version == VersionSource::Position)
                         .then(|| format!("{}__origin", g.name)),
                 }
@@ -164,8 +180,10 @@ impl ReadModelTable {
                 }
                 columns.push((set.version.clone(), "BIGINT".into()));
             }
-            columns.push((g.presence.clone(), "SMALLINT".into()));
-            columns.push((g.version.clone(), "BIGINT".into()));
+            if let Some((presence, version)) = &g.presence {
+                columns.push((presence.clone(), "SMALLINT".into()));
+                columns.push((version.clone(), "BIGINT".into()));
+            }
             if let Some(origin) = &g.origin {
                 columns.push((origin.clone(), "TEXT".into()));
             }
@@ -222,9 +240,11 @@ impl ReadModelTable {
                     set.columns.iter().map(|(c, _)| c.as_str()).collect(),
                 ));
             }
-            names.extend([g.presence.as_str(), g.version.as_str()]);
+            if let Some((presence, version)) = &g.presence {
+                names.extend([presence.as_str(), version.as_str()]);
+                guarded.push((version, vec![presence]));
+            }
             names.extend(g.origin.as_deref());
-            guarded.push((&g.version, vec![&g.presence]));
         }
         let insert = format!("INSERT INTO {table} ({})", names.join(", "));
         let mut upsert = dialect.register_upsert(table, &self.declaration.key.name, &guarded);
@@ -253,12 +273,15 @@ impl ReadModelTable {
                         }
                         row.bind(change.map(|c| c.version));
                     }
-                    // 1 while present, 0 once deleted; NULL where the group never wrote (and a
-                    // NULL version: this batch leaves the group as it is).
-                    let present = last
-                        .map(|c| i64::from(c.writes.get(PRESENCE).is_some_and(Option::is_some)));
-                    row.bind(present);
-                    row.bind(last.map(|c| c.version));
+                    if g.presence.is_some() {
+                        // 1 while present, 0 once deleted; NULL where the group never wrote
+                        // (and a NULL version: this batch leaves the group as it is).
+                        let present = last.map(|c| {
+                            i64::from(c.writes.get(PRESENCE).is_some_and(Option::is_some))
+                        });
+                        row.bind(present);
+                        row.bind(last.map(|c| c.version));
+                    }
                     if g.origin.is_some() {
                         row.bind(&last.and_then(|c| c.origin.as_ref()).map(origin_text));
                     }
@@ -412,7 +435,6 @@ impl ReadModelTable {
         // The key column is text on every database, whatever its declared type.
         let mut fields = vec![(key.clone(), select_expr(d, key, ColumnType::Text))];
         let mut types: BTreeMap<&str, ColumnType> = BTreeMap::new();
-        let mut presence = Vec::new();
         for g in &self.groups {
             for set in &g.sets {
                 for (column, ty) in &set.columns {
@@ -420,7 +442,6 @@ impl ReadModelTable {
                     types.insert(column, *ty);
                 }
             }
-            presence.push(format!("({0} IS NULL OR {0} = 1)", g.presence));
         }
         let pairs: Vec<(&str, &str)> = fields
             .iter()
@@ -430,7 +451,7 @@ impl ReadModelTable {
             "SELECT {} FROM {} WHERE {}",
             d.json_objects(&pairs),
             self.declaration.table,
-            presence.join(" AND ")
+            self.visible()
         ));
         let found: Vec<BTreeMap<String, Option<String>>> =
             db.fetch_json(&stmt, STORE, "read rows").await?;
@@ -807,102 +828,46 @@ fn read_back(ty: ColumnType, stored: Option<String>) -> Option<String> {
     }
 }
 
-/// A declared read model as a consumer: decode each record by the declaration, claim its
-/// message id, apply the new changes and commit, all in one transaction; the consumer runtime
-/// commits offsets only after that. Records the view does not react to are claimed too (so a
-/// redelivery counts as a duplicate) and change nothing; a record that cannot be decoded, has
-/// a value of the wrong type or comes from another origin is poison, parked with its reason.
-#[derive(Debug)]
-pub struct ReadModelProjection {
-    db: Db,
-    inbox: crate::Inbox,
-    table: ReadModelTable,
-}
+/// A declared read model as a consumer ([`crate::TransactionalConsumer`]): each record
+/// decoded by the declaration, its message id claimed, the new changes applied and committed
+/// in one transaction; offsets are committed after that. Records the view does not react to
+/// are claimed too (so a redelivery counts as a duplicate) and change nothing; a record that
+/// cannot be decoded, has a value of the wrong type or comes from another origin is poison,
+/// parked with its reason.
+pub type ReadModelProjection = crate::TransactionalConsumer<ReadModelTable>;
 
-impl ReadModelProjection {
-    /// The projection of `table` in `db` (whose inbox schema and table must exist), its
-    /// dedupe records under `consumer`.
-    pub fn new(db: Db, consumer: &str, table: ReadModelTable) -> Self {
-        ReadModelProjection {
-            db,
-            inbox: crate::Inbox::new(consumer),
-            table,
-        }
-    }
+impl crate::consumer::Apply for ReadModelTable {
+    type Item = KeyedChange;
+    type Output = ();
+    const STORE: &'static str = STORE;
 
-    /// The table it writes.
-    pub fn table(&self) -> &ReadModelTable {
-        &self.table
-    }
-
-    /// The inbox, e.g. to count parked messages.
-    pub fn inbox(&self) -> &crate::Inbox {
-        &self.inbox
-    }
-}
-
-impl tramline_core::ports::Handler for ReadModelProjection {
-    async fn apply(
+    fn decode(
         &self,
-        batch: &[tramline_core::Record],
-    ) -> Result<tramline_core::ports::Applied, tramline_core::Error> {
-        use tramline_core::Error;
-        if batch.is_empty() {
-            return Ok(Default::default());
-        }
-        // Decode before claiming: a poison message must leave no dedupe record behind.
-        let mut decoded = Vec::with_capacity(batch.len());
-        for record in batch {
-            let change = self
-                .table
-                .declaration()
-                .decode(record)
-                .map_err(|e| Error::poison(&record.envelope, e))?;
-            decoded.push(change);
-        }
-        let mut tx = self.db.begin(STORE).await?;
-        let new = self.inbox.claim(&mut tx, batch).await?;
-        let fresh: Vec<KeyedChange> = decoded
-            .into_iter()
-            .zip(&new)
-            .filter_map(|(change, new)| if *new { change } else { None })
-            .collect();
-        let applied = new.iter().filter(|n| **n).count();
-        // A refusal names the batch's first record; the runtime then applies record by record
-        // to find the one to park.
-        self.table
-            .apply(&mut tx, &fresh)
-            .await
-            .map_err(|e| match e {
-                ReadModelError::Sql(e) => Error::from(e),
-                other => Error::poison(&batch[0].envelope, poison_reason(&other)),
-            })?;
-        tx.commit(STORE).await?;
-        Ok(tramline_core::ports::Applied {
-            applied,
-            duplicates: batch.len() - applied,
+        record: &tramline_core::Record,
+    ) -> Result<Option<KeyedChange>, tramline_core::Error> {
+        self.declaration.decode(record).map_err(|e| {
+            tramline_core::Error::poison(&record.envelope, tramline_core::error::sentence(&e))
         })
     }
 
-    async fn park(
+    async fn apply(
         &self,
-        record: &tramline_core::Record,
-        reason: &tramline_core::Error,
+        tx: &mut Tx,
+        items: Vec<KeyedChange>,
+        batch: &[tramline_core::Record],
     ) -> Result<(), tramline_core::Error> {
-        Ok(self.inbox.park(&self.db, record, reason).await?)
+        // A refusal names the batch's first record; the runtime then applies record by record
+        // to find the one to park.
+        ReadModelTable::apply(self, tx, &items)
+            .await
+            .map_err(|e| match e {
+                ReadModelError::Sql(e) => tramline_core::Error::from(e),
+                other => tramline_core::Error::poison(
+                    &batch[0].envelope,
+                    tramline_core::error::sentence(&other),
+                ),
+            })
     }
-}
-
-/// An error and its causes in one sentence, for a parked message's reason.
-fn poison_reason(e: &dyn std::error::Error) -> String {
-    let mut reason = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        reason.push_str(": ");
-        reason.push_str(&c.to_string());
-        cause = c.source();
-    }
-    reason
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ async fn deltas_and_snapshots_end_at_each_sources_order(backend: Backend) {
         "every order in the view",
         Duration::from_secs(60),
         async || {
-            let rows = projection.table().rows(&db).await.expect("rows");
+            let rows = projection.applier().rows(&db).await.expect("rows");
             rows.len() == expected_len
                 && rows
                     .values()
@@ -208,7 +208,7 @@ async fn deltas_and_snapshots_end_at_each_sources_order(backend: Backend) {
     .await;
     let stats = running.stop().await;
     let rows: BTreeMap<String, BTreeMap<String, String>> = projection
-        .table()
+        .applier()
         .rows(&db)
         .await
         .expect("rows")

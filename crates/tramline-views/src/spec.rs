@@ -389,6 +389,7 @@ impl ViewSpec {
                 _ if *name == self.key => Some(format!("{at}.key")),
                 _ => column(name),
             },
+            DeclarationError::Reserved { column: name } => column(name),
             DeclarationError::Twice { what, name } => match *what {
                 "group" => self
                     .groups

@@ -33,7 +33,7 @@ use tramline_orders::services::order::{self, OrderReaction, OrderService};
 use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
 use tramline_orders::services::{Reaction, ServiceDb, Subscriber};
 use tramline_orders::view::naive::NaiveProjection;
-use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats};
+use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats, ViewConsumer};
 use tramline_orders::view::verify::{verify_stores, Verification};
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::provision::Scratch;
@@ -466,14 +466,14 @@ impl<T: Transport> Consumers<'_, T> {
 
 /// The view's handler in either strategy, for its counters after the run.
 enum ViewHandler {
-    Upsert(Arc<Subscriber<OrderStatusProjection>>),
+    Upsert(Arc<ViewConsumer>),
     Naive(Arc<NaiveProjection>),
 }
 
 impl ViewHandler {
     fn stats(&self) -> &ProjectionStats {
         match self {
-            ViewHandler::Upsert(s) => s.reaction().stats(),
+            ViewHandler::Upsert(s) => s.applier().stats(),
             ViewHandler::Naive(n) => n.stats(),
         }
     }
@@ -697,14 +697,12 @@ async fn run_system<T: Transport>(
     let view = view::GROUP;
     let (view_handler, view_stats) = match args.strategy {
         Strategy::Upsert => {
-            let (h, stats) = consumers
-                .service(
-                    view,
-                    &sys.view_db,
-                    OrderStatusProjection::default(),
-                    view_config,
-                    args.shuffle,
-                )
+            let h = Arc::new(OrderStatusProjection::consumer(&sys.view_db, view));
+            consumers
+                .inboxes
+                .push((h.inbox().clone(), sys.view_db.db.clone()));
+            let stats = consumers
+                .spawn(view, Arc::clone(&h), view_config, args.shuffle)
                 .await?;
             (ViewHandler::Upsert(h), stats)
         }

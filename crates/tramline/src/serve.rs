@@ -421,7 +421,7 @@ impl<T: Transport> Process<T> {
             };
             let db = self.open("view", &view, view::migrations).await?;
             let group = config.view.group.clone();
-            let handler = Subscriber::new(db.clone(), &group, OrderStatusProjection::default());
+            let handler = OrderStatusProjection::consumer(&db, &group);
             self.consume(&group, &ALL_TOPICS, handler, config.view.consumers)
                 .await?;
             // The query API reads through a pool of its own, so a crowd of readers never

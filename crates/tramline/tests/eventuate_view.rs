@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::serve::{client, free_address, get, metric, Served, TestDir};
+use common::serve::{client, free_address, metric, view_rows, Served, TestDir, ViewRows};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,46 +41,7 @@ fn seed() -> u64 {
     seed
 }
 
-type Rows = BTreeMap<String, BTreeMap<String, Option<String>>>;
-
-/// A served row with every value as text (numbers as JSON writes them).
-fn as_text(row: &Value) -> BTreeMap<String, Option<String>> {
-    row.as_object()
-        .expect("a row is an object")
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            };
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-/// Every row the view serves, page by page.
-async fn served_rows(http: &reqwest::Client, base: &str) -> Rows {
-    let mut rows = Rows::new();
-    let mut after = String::new();
-    loop {
-        let (status, page) = get(
-            http,
-            &format!("{base}/order-status?limit=1000&after={after}"),
-        )
-        .await;
-        assert_eq!(status, 200, "{page}");
-        for row in page["items"].as_array().expect("items") {
-            let row = as_text(row);
-            let key = row["order_id"].clone().expect("a key");
-            rows.insert(key, row);
-        }
-        match page["next"].as_str() {
-            Some(next) => after = next.to_owned(),
-            None => return rows,
-        }
-    }
-}
+type Rows = ViewRows;
 
 async fn the_example_view_ends_exact(backend: Backend) {
     let dir = TestDir::new(&format!("eventuate_view_{}", backend.name()));
@@ -156,12 +116,12 @@ async fn the_example_view_ends_exact(backend: Backend) {
 
     // Both processes serve the same table: wait until it holds exactly the expected rows.
     let deadline = Instant::now() + Duration::from_secs(180);
-    let mut rows = served_rows(&http, &bases[0]).await;
+    let mut rows = view_rows(&http, &bases[0], "/order-status", "order_id").await;
     while rows != expected && Instant::now() < deadline {
         view_1.assert_running();
         view_3.assert_running();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        rows = served_rows(&http, &bases[0]).await;
+        rows = view_rows(&http, &bases[0], "/order-status", "order_id").await;
     }
     let wrong: Vec<_> = expected
         .iter()
@@ -177,7 +137,7 @@ async fn the_example_view_ends_exact(backend: Backend) {
         wrong.join("\n")
     );
     assert_eq!(
-        served_rows(&http, &bases[1]).await,
+        view_rows(&http, &bases[1], "/order-status", "order_id").await,
         expected,
         "view-3 agrees"
     );

@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::serve::{client, free_address, get, Served, TestDir};
+use common::serve::{client, free_address, view_rows, Served, TestDir, ViewRows};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +19,7 @@ use tramline_core::Envelope;
 use tramline_sql::{DbOptions, SqlLog};
 use tramline_testkit::{Backend, TestDbs};
 
-type Rows = BTreeMap<String, BTreeMap<String, Option<String>>>;
+type Rows = ViewRows;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/eventuate-view")
@@ -76,46 +75,10 @@ fn generate(dir: &Path, run_id: &str, orders: usize) -> (Vec<Envelope>, Rows) {
     )
 }
 
-fn as_text(row: &Value) -> BTreeMap<String, Option<String>> {
-    row.as_object()
-        .expect("a row")
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            };
-            (k.clone(), v)
-        })
-        .collect()
-}
-
-async fn served_rows(http: &reqwest::Client, base: &str) -> Rows {
-    let mut rows = Rows::new();
-    let mut after = String::new();
-    loop {
-        let (status, page) = get(
-            http,
-            &format!("{base}/order-status?limit=500&after={after}"),
-        )
-        .await;
-        assert_eq!(status, 200, "{page}");
-        for row in page["items"].as_array().expect("items") {
-            let row = as_text(row);
-            rows.insert(row["order_id"].clone().expect("a key"), row);
-        }
-        match page["next"].as_str() {
-            Some(next) => after = next.to_owned(),
-            None => return rows,
-        }
-    }
-}
-
 async fn wait_for(http: &reqwest::Client, base: &str, expected: &Rows, view: &mut Served) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let rows = served_rows(http, base).await;
+        let rows = view_rows(http, base, "/order-status", "order_id").await;
         if rows == *expected {
             return;
         }
@@ -191,7 +154,7 @@ async fn a_rebuild_replaces_the_view_without_readers_noticing(backend: Backend) 
         let expected = expected_before.clone();
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let rows = served_rows(&http, &base).await;
+                let rows = view_rows(&http, &base, "/order-status", "order_id").await;
                 for (key, row) in &expected {
                     assert_eq!(
                         rows.get(key),

@@ -1,5 +1,6 @@
-//! The transactional consumer every service (and the view) runs: dedupe records, the effect
-//! and the events the effect emits, all in one transaction.
+//! The services' consumers: a [`Reaction`] on the transactional consumer every tramline
+//! consumer runs ([`TransactionalConsumer`]): dedupe records, the effect and the events the
+//! effect emits, all in one transaction.
 
 use super::ServiceDb;
 use crate::error::Result;
@@ -7,7 +8,7 @@ use crate::events::DomainEvent;
 use std::future::Future;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
-use tramline_sql::{Inbox, Tx};
+use tramline_sql::{Apply, Inbox, TransactionalConsumer, Tx};
 
 /// What a consumer does with a batch of new events inside the batch's transaction.
 pub trait Reaction: Send + Sync + 'static {
@@ -28,70 +29,80 @@ pub trait Reaction: Send + Sync + 'static {
     fn applied(&self, _record: &Record) {}
 }
 
-/// A [`Handler`] that runs a [`Reaction`] with exactly-once effect.
-pub struct Subscriber<R> {
+/// A [`Reaction`] as the transactional consumer's [`Apply`]: the events decoded, the
+/// reaction run, and what it emits appended to the service's outbox in the same transaction.
+#[derive(Debug)]
+pub struct Reacting<R> {
     db: ServiceDb,
-    inbox: Inbox,
     reaction: R,
 }
+
+impl<R: Reaction> Apply for Reacting<R> {
+    type Item = DomainEvent;
+    type Output = Vec<DomainEvent>;
+    const STORE: &'static str = R::STORE;
+
+    fn decode(&self, record: &Record) -> std::result::Result<Option<DomainEvent>, Error> {
+        DomainEvent::decode(&record.envelope)
+            .map(Some)
+            .map_err(|e| e.into_core(record))
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        events: Vec<DomainEvent>,
+        batch: &[Record],
+    ) -> std::result::Result<Vec<DomainEvent>, Error> {
+        // A refusal by the domain names the batch's first record; the runtime then re-applies
+        // record by record to find the one to park.
+        self.reaction
+            .react(tx, events)
+            .await
+            .map_err(|e| e.into_core(&batch[0]))
+    }
+
+    async fn commit(&self, tx: Tx, emitted: Vec<DomainEvent>) -> std::result::Result<(), Error> {
+        Ok(self.db.commit(tx, R::STORE, &emitted).await?)
+    }
+
+    fn applied(&self, record: &Record) {
+        self.reaction.applied(record);
+    }
+}
+
+/// A [`Handler`] that runs a [`Reaction`] with exactly-once effect, on the transactional
+/// consumer every tramline consumer runs ([`TransactionalConsumer`]).
+#[derive(Debug)]
+pub struct Subscriber<R>(TransactionalConsumer<Reacting<R>>);
 
 impl<R: Reaction> Subscriber<R> {
     /// A subscriber named `consumer` (its dedupe namespace) writing to `db`.
     pub fn new(db: ServiceDb, consumer: &str, reaction: R) -> Self {
-        Subscriber {
-            db,
-            inbox: Inbox::new(consumer),
-            reaction,
-        }
+        Subscriber(TransactionalConsumer::new(
+            db.db.clone(),
+            consumer,
+            Reacting { db, reaction },
+        ))
     }
 
     /// The reaction, e.g. to read its counters.
     pub fn reaction(&self) -> &R {
-        &self.reaction
+        &self.0.applier().reaction
     }
 
     /// The inbox, e.g. to count parked messages.
     pub fn inbox(&self) -> &Inbox {
-        &self.inbox
+        self.0.inbox()
     }
 }
 
 impl<R: Reaction> Handler for Subscriber<R> {
-    async fn apply(&self, batch: &[Record]) -> Result<Applied, Error> {
-        if batch.is_empty() {
-            return Ok(Applied::default());
-        }
-        // Decode before claiming: a poison message must leave no dedupe record behind.
-        let mut events = Vec::with_capacity(batch.len());
-        for record in batch {
-            events.push(DomainEvent::decode(&record.envelope).map_err(|e| e.into_core(record))?);
-        }
-        let mut tx = self.db.begin(R::STORE).await?;
-        let new = self.inbox.claim(&mut tx, batch).await?;
-        let fresh: Vec<DomainEvent> = events
-            .into_iter()
-            .zip(&new)
-            .filter_map(|(event, new)| new.then_some(event))
-            .collect();
-        let out = Applied {
-            applied: fresh.len(),
-            duplicates: batch.len() - fresh.len(),
-        };
-        // A refusal by the domain names the batch's first record; the runtime then re-applies
-        // record by record to find the one to park.
-        let emitted = self
-            .reaction
-            .react(&mut tx, fresh)
-            .await
-            .map_err(|e| e.into_core(&batch[0]))?;
-        self.db.commit(tx, R::STORE, &emitted).await?;
-        for (record, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
-            self.reaction.applied(record);
-        }
-        Ok(out)
+    async fn apply(&self, batch: &[Record]) -> std::result::Result<Applied, Error> {
+        self.0.apply(batch).await
     }
 
-    async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {
-        Ok(self.inbox.park(&self.db.db, record, reason).await?)
+    async fn park(&self, record: &Record, reason: &Error) -> std::result::Result<(), Error> {
+        self.0.park(record, reason).await
     }
 }

@@ -92,7 +92,6 @@ impl NaiveProjection {
         {
             return Ok(false);
         }
-        let now = tramline_core::envelope::now_ms();
         let (row, existed) = match loaded {
             Some(row) => (row, true),
             None => (
@@ -109,18 +108,18 @@ impl NaiveProjection {
         let stmt = if existed {
             // Every column written back from the loaded copy: the lost update.
             let mut stmt = tx.stmt("UPDATE order_status_view SET ");
-            for (column, value) in columns().zip(values) {
-                stmt.push(column).push(" = ").bind(value).push(", ");
+            for (i, (column, value)) in columns().zip(values).enumerate() {
+                if i > 0 {
+                    stmt.push(", ");
+                }
+                stmt.push(column).push(" = ").bind(value);
             }
-            stmt.push("updated_at = ")
-                .bind(now)
-                .push(" WHERE order_id = ")
-                .bind(&row.order_id);
+            stmt.push(" WHERE order_id = ").bind(&row.order_id);
             stmt
         } else {
             // Inserted because it was absent when loaded: the duplicate key.
             let mut stmt = tx.stmt(&format!(
-                "INSERT INTO order_status_view (order_id, {}, updated_at)",
+                "INSERT INTO order_status_view (order_id, {})",
                 columns().collect::<Vec<_>>().join(", ")
             ));
             stmt.values(&[values], |t, values| {
@@ -128,7 +127,6 @@ impl NaiveProjection {
                 for v in values {
                     t.bind(v.clone());
                 }
-                t.bind(now);
             });
             stmt
         };

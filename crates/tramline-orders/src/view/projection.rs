@@ -1,63 +1,112 @@
-//! tramline's projection: column-scoped, version-guarded upserts.
+//! tramline's projection of the Order Status View: a declaration
+//! ([`tramline_core::readmodel`]), run by the generic transactional consumer
+//! ([`tramline_sql::TransactionalConsumer`]) over the declared table
+//! ([`tramline_sql::ReadModelTable`]).
 //!
-//! One statement per source and batch creates the rows that are missing and otherwise sets
-//! only the columns of the event's source, and only where the event's version is newer than
-//! the one the row holds. There is no read-modify-write, so there is no window in which
-//! another handler's write can be lost, and no "insert if absent" race that could raise a
-//! duplicate key. A batch keeps only the newest event per order and source (PostgreSQL refuses
-//! an upsert that touches a row twice) and writes rows in order id order, so concurrent
-//! batches lock rows in one order. On MariaDB the guard is evaluated per column and the
-//! version column is assigned last (see [`tramline_sql::Dialect::upsert`]).
+//! Each source is a column group ordered by the version its snapshot events carry, so every
+//! batch is one multi-row upsert per batch whose assignments are guarded by each group's
+//! version: no read-modify-write (no lost update), no insert race (no duplicate key), and an
+//! older snapshot never overwrites a newer one. The table is `order_status_view`, created by
+//! the view's migrations with exactly the declared layout (`<group>_version` per source).
 //!
 //! Each applied event is logged at DEBUG with the trace id of the request that caused it (the
 //! record's `traceparent`), its order id and event type, so an operator can follow a request
 //! to its view update; with DEBUG off the log costs a level check and no allocation.
 
-use super::STORE;
-use crate::error::Result;
-use crate::events::DomainEvent;
-use crate::services::Reaction;
+use crate::domain::delivery::DeliveryEventType;
+use crate::domain::order::OrderEventType;
+use crate::domain::payment::PaymentEventType;
+use crate::events::{DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+use crate::services::ServiceDb;
 use crate::trace::{trace_id_of, TRACEPARENT};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tramline_core::Record;
-use tramline_sql::db::Tuple;
-use tramline_sql::{insert_rows, Assign, Tx};
+use tramline_core::readmodel::{
+    Column, ColumnType, Declaration, EventMapping, Group, ValueSource, VersionSource,
+};
+use tramline_core::{Error, Record};
+use tramline_sql::readmodel::KeyedChange;
+use tramline_sql::{Apply, ReadModelError, ReadModelTable, TransactionalConsumer, Tx};
 
-/// One source's columns in the view: how its upsert is written.
+/// The view's table.
+pub const TABLE: &str = "order_status_view";
+
+/// A source's group: its name, topic, event types, and `(column, payload field, type)`.
 struct Source {
-    /// Columns the source owns, starting with `order_id`, ending with its version column.
-    columns: &'static [&'static str],
+    group: &'static str,
+    topic: &'static str,
+    event_types: Vec<&'static str>,
+    columns: &'static [(&'static str, &'static str, ColumnType)],
 }
 
-const ORDER: Source = Source {
-    columns: &[
-        "order_id",
-        "order_status",
-        "customer_id",
-        "product_id",
-        "quantity",
-        "amount_cents",
-        "shipping_address",
-        "order_version",
-    ],
-};
-const PAYMENT: Source = Source {
-    columns: &[
-        "order_id",
-        "payment_id",
-        "payment_status",
-        "payment_version",
-    ],
-};
-const DELIVERY: Source = Source {
-    columns: &[
-        "order_id",
-        "delivery_id",
-        "delivery_status",
-        "delivery_version",
-    ],
-};
+fn sources() -> [Source; 3] {
+    use ColumnType::{Integer, Text};
+    [
+        Source {
+            group: "order",
+            topic: ORDER_EVENTS,
+            event_types: OrderEventType::ALL.iter().map(|t| t.as_str()).collect(),
+            columns: &[
+                ("order_status", "status", Text),
+                ("customer_id", "customerId", Text),
+                ("product_id", "productId", Text),
+                ("quantity", "quantity", Integer),
+                ("amount_cents", "amountCents", Integer),
+                ("shipping_address", "shippingAddress", Text),
+            ],
+        },
+        Source {
+            group: "payment",
+            topic: PAYMENT_EVENTS,
+            event_types: PaymentEventType::ALL.iter().map(|t| t.as_str()).collect(),
+            columns: &[
+                ("payment_id", "paymentId", Text),
+                ("payment_status", "status", Text),
+            ],
+        },
+        Source {
+            group: "delivery",
+            topic: DELIVERY_EVENTS,
+            event_types: DeliveryEventType::ALL.iter().map(|t| t.as_str()).collect(),
+            columns: &[
+                ("delivery_id", "deliveryId", Text),
+                ("delivery_status", "status", Text),
+            ],
+        },
+    ]
+}
+
+/// The Order Status View, declared: one group per source, ordered by the snapshots'
+/// `version`; every event of a source sets all of its group's columns from its snapshot,
+/// keyed by the snapshot's `orderId`.
+pub fn declaration() -> Declaration {
+    let field = |name: &str| ValueSource::Field(vec![name.to_owned()]);
+    let mut groups = Vec::new();
+    let mut events = Vec::new();
+    for source in sources() {
+        groups.push(Group {
+            name: source.group.into(),
+            columns: source
+                .columns
+                .iter()
+                .map(|(column, _, ty)| Column::new(*column, *ty))
+                .collect(),
+            version: VersionSource::Value(field("version")),
+        });
+        for event_type in source.event_types {
+            events.push(source.columns.iter().fold(
+                EventMapping::new(source.topic, event_type, source.group, field("orderId")),
+                |mapping, (column, payload, _)| mapping.set(*column, field(payload)),
+            ));
+        }
+    }
+    Declaration {
+        name: "order-status".into(),
+        table: TABLE.into(),
+        key: Column::new("order_id", ColumnType::Text),
+        groups,
+        events,
+    }
+}
 
 /// Counters of a projection, the same for both strategies so they can be compared.
 #[derive(Debug, Default)]
@@ -66,125 +115,84 @@ pub struct ProjectionStats {
     pub duplicate_key_errors: AtomicU64,
 }
 
-/// The Order Status View projection; run it through [`crate::services::Subscriber`].
-#[derive(Debug, Default)]
+/// The Order Status View projection: the declared table, applied by the transactional
+/// consumer ([`OrderStatusProjection::consumer`]). Unlike a declared view that skips events
+/// it does not map, it refuses (parks) an event of the three topics it does not know.
+#[derive(Debug)]
 pub struct OrderStatusProjection {
+    table: ReadModelTable,
     stats: ProjectionStats,
 }
 
+/// The view's consumer.
+pub type ViewConsumer = TransactionalConsumer<OrderStatusProjection>;
+
+impl Default for OrderStatusProjection {
+    fn default() -> Self {
+        OrderStatusProjection {
+            table: ReadModelTable::new(declaration())
+                .expect("the Order Status View's declaration is safe (see its unit test)"),
+            stats: ProjectionStats::default(),
+        }
+    }
+}
+
 impl OrderStatusProjection {
+    /// The view's consumer on `db` (the view's database, migrated), its dedupe records under
+    /// `consumer`.
+    pub fn consumer(db: &ServiceDb, consumer: &str) -> ViewConsumer {
+        TransactionalConsumer::new(db.db.clone(), consumer, OrderStatusProjection::default())
+    }
+
     /// The projection's counters.
     pub fn stats(&self) -> &ProjectionStats {
         &self.stats
     }
 
-    /// Upserts one source's newest snapshot per order.
-    async fn upsert<T>(
+    /// The declared table.
+    pub fn table(&self) -> &ReadModelTable {
+        &self.table
+    }
+}
+
+impl Apply for OrderStatusProjection {
+    type Item = KeyedChange;
+    type Output = ();
+    const STORE: &'static str = super::STORE;
+
+    fn decode(&self, record: &Record) -> Result<Option<KeyedChange>, Error> {
+        let e = &record.envelope;
+        match Apply::decode(&self.table, record)? {
+            Some(change) => Ok(Some(change)),
+            None => Err(Error::poison(
+                e,
+                format!(
+                    "unknown event type {:?} on {}",
+                    e.event_type().unwrap_or_default(),
+                    e.topic
+                ),
+            )),
+        }
+    }
+
+    async fn apply(
         &self,
         tx: &mut Tx,
-        source: &Source,
-        newest: BTreeMap<String, (i64, T)>,
-        bind: impl Fn(&mut Tuple<'_>, &T),
-    ) -> Result<()> {
-        if newest.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(String, T)> = newest
-            .into_iter()
-            .map(|(id, (_, item))| (id, item))
-            .collect();
-        let columns = source.columns;
-        let version = columns[columns.len() - 1];
-        let insert = format!(
-            "INSERT INTO order_status_view ({}, updated_at)",
-            columns.join(", ")
-        );
-        let assigns: Vec<Assign<'_>> = columns[1..]
-            .iter()
-            .chain(&["updated_at"])
-            .map(|c| Assign::New(c))
-            .collect();
-        let upsert =
-            tx.dialect()
-                .upsert("order_status_view", &["order_id"], &assigns, Some(version));
-        let now = tramline_core::envelope::now_ms();
-        insert_rows(
-            tx,
-            STORE,
-            "upsert",
-            &insert,
-            &upsert,
-            &rows,
-            |row, (id, item)| {
-                row.bind(id);
-                bind(row, item);
-                row.bind(now);
-            },
-        )
-        .await
-        .inspect_err(|e| {
-            if e.is_duplicate() {
+        items: Vec<KeyedChange>,
+        batch: &[Record],
+    ) -> Result<(), Error> {
+        if let Err(e) = self.table.apply(tx, &items).await {
+            if matches!(&e, ReadModelError::Sql(s) if s.is_duplicate()) {
                 self.stats
                     .duplicate_key_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
-        })?;
+            return Err(match e {
+                ReadModelError::Sql(e) => Error::from(e),
+                other => Error::poison(&batch[0].envelope, tramline_core::error::sentence(&other)),
+            });
+        }
         Ok(())
-    }
-}
-
-/// Keeps `item` if it is the newest version seen for `order_id`.
-fn keep_newest<T>(newest: &mut BTreeMap<String, (i64, T)>, order_id: &str, version: i64, item: T) {
-    match newest.get(order_id) {
-        Some((seen, _)) if *seen >= version => {}
-        _ => {
-            newest.insert(order_id.to_owned(), (version, item));
-        }
-    }
-}
-
-impl Reaction for OrderStatusProjection {
-    const STORE: &'static str = STORE;
-
-    async fn react(&self, tx: &mut Tx, events: Vec<DomainEvent>) -> Result<Vec<DomainEvent>> {
-        let (mut orders, mut payments, mut deliveries) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for event in events {
-            match event {
-                DomainEvent::Order(_, o) => {
-                    keep_newest(&mut orders, &o.order_id.clone(), o.version, o)
-                }
-                DomainEvent::Payment(_, p) => {
-                    keep_newest(&mut payments, &p.order_id.clone(), p.version, p)
-                }
-                DomainEvent::Delivery(_, d) => {
-                    keep_newest(&mut deliveries, &d.order_id.clone(), d.version, d)
-                }
-            }
-        }
-        self.upsert(tx, &ORDER, orders, |row, o| {
-            row.bind(o.status.as_str())
-                .bind(&o.customer_id)
-                .bind(&o.product_id)
-                .bind(o.quantity)
-                .bind(o.amount_cents)
-                .bind(&o.shipping_address)
-                .bind(o.version);
-        })
-        .await?;
-        self.upsert(tx, &PAYMENT, payments, |row, p| {
-            row.bind(&p.payment_id)
-                .bind(p.status.as_str())
-                .bind(p.version);
-        })
-        .await?;
-        self.upsert(tx, &DELIVERY, deliveries, |row, d| {
-            row.bind(&d.delivery_id)
-                .bind(d.status.as_str())
-                .bind(d.version);
-        })
-        .await?;
-        Ok(Vec::new())
     }
 
     fn applied(&self, record: &Record) {
@@ -195,6 +203,29 @@ impl Reaction for OrderStatusProjection {
             order_id = e.key.as_str(),
             event_type = e.event_type().unwrap_or(""),
             "event applied to the view"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declaration_is_safe_and_has_one_version_per_source() {
+        let d = declaration();
+        assert_eq!(d.validate(), Vec::new());
+        for group in ["order", "payment", "delivery"] {
+            assert_eq!(d.version_sets(group).len(), 1, "{group}");
+        }
+        let table = ReadModelTable::new(d).expect("safe");
+        let sql = table.create_sql(tramline_sql::Dialect::Sqlite);
+        for column in ["order_version", "payment_version", "delivery_version"] {
+            assert!(sql.contains(column), "{sql}");
+        }
+        assert!(
+            !sql.contains("__"),
+            "no presence columns without deletes: {sql}"
         );
     }
 }

@@ -168,12 +168,13 @@ impl ReadModelTable {
     }
 
     /// The condition that a row is visible: no group deleted it.
-    fn visible(&self) -> String {
+    pub(super) fn visible(&self) -> String {
         let mut visible = vec!["1 = 1".to_owned()];
         visible.extend(
             self.groups
                 .iter()
-                .map(|g| format!("({0} IS NULL OR {0} = 1)", g.presence)),
+                .filter_map(|g| g.presence.as_ref())
+                .map(|(presence, _)| format!("({presence} IS NULL OR {presence} = 1)")),
         );
         visible.join(" AND ")
     }

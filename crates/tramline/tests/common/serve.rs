@@ -222,3 +222,42 @@ pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A declared view's rows as text, by key: `column → value` (numbers as JSON writes them).
+pub type ViewRows =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>;
+
+/// A served row with every value as text (numbers as JSON writes them, NULL as `None`).
+pub fn row_as_text(row: &Value) -> std::collections::BTreeMap<String, Option<String>> {
+    row.as_object()
+        .expect("a row is an object")
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Every row `GET <base><path>` serves, page by page, keyed by `key`.
+pub async fn view_rows(http: &reqwest::Client, base: &str, path: &str, key: &str) -> ViewRows {
+    let mut rows = ViewRows::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = get(http, &format!("{base}{path}?limit=500&after={after}")).await;
+        assert_eq!(status, 200, "{page}");
+        for row in page["items"].as_array().expect("items") {
+            let row = row_as_text(row);
+            let k = row[key].clone().expect("a key");
+            rows.insert(k, row);
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => return rows,
+        }
+    }
+}
