@@ -363,6 +363,22 @@ impl ViewSpec {
         }
     }
 
+    /// The table of view `name` (its keys under `views.<name>`), or every problem found.
+    pub fn table(&self, name: &str) -> Result<tramline_sql::ReadModelTable, Vec<SpecProblem>> {
+        let at = format!("views.{name}");
+        let declaration = self.declaration(name, &at)?;
+        // The declaration was validated above; a refusal here would be a bug in the check.
+        tramline_sql::ReadModelTable::new(declaration).map_err(|found| {
+            found
+                .into_iter()
+                .map(|e| SpecProblem {
+                    path: at.clone(),
+                    message: e.to_string(),
+                })
+                .collect()
+        })
+    }
+
     /// The path of the key a declaration error is about.
     fn locate(&self, e: &DeclarationError, at: &str) -> String {
         let event = |topic: &str, event_type: &str| {

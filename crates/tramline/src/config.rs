@@ -387,6 +387,14 @@ impl Config {
         }
     }
 
+    /// As [`Config::load`] with the process's environment, every problem in one error.
+    pub fn load_or_explain(file: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load(file, std::env::vars()).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the configuration is not valid:\n  {}", lines.join("\n  "))
+        })
+    }
+
     /// Checks the values that parse but make no sense.
     fn validate(&self, problems: &mut Vec<Problem>) {
         let mut problem = |path: &str, message: String| {

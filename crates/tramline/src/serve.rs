@@ -83,10 +83,7 @@ impl Role {
 
 /// Runs `tramline serve` until a stop signal; the exit code says whether it stopped cleanly.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(args.config.as_deref(), std::env::vars()).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the configuration is not valid:\n  {}", lines.join("\n  "))
-    })?;
+    let config = Config::load_or_explain(args.config.as_deref())?;
     telemetry::init_service_logs(&config.log)?;
     let metrics = telemetry::install_metrics()?;
     let options = |pool_size| DbOptions {
@@ -307,48 +304,21 @@ impl<T: Transport> Process<T> {
     /// Runs the declared view `name`: installs its table (refusing one that does not match),
     /// starts its consumer and prepares its query API on its own listener and pool.
     async fn declared_view(&mut self, name: &str, spec: &ViewSpec) -> anyhow::Result<()> {
-        let at = format!("views.{name}");
-        let declaration = spec.declaration(name, &at).map_err(|problems| {
-            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("the declaration is not valid:\n  {}", lines.join("\n  "))
-        })?;
-        let table = ReadModelTable::new(declaration).map_err(|problems| {
-            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("view {name} cannot be run:\n  {}", lines.join("\n  "))
-        })?;
-        prepare_sqlite(&spec.database_url)?;
-        let open = |pool_size| {
-            let options = DbOptions {
-                max_connections: pool_size,
-                ..DbOptions::default()
-            };
-            let url = spec.database_url.clone();
-            async move { Db::connect(&url, &options).await }
-        };
-        let context = || {
-            format!(
-                "while opening view {name}'s database at {} ({at}.database_url)",
-                tramline_sql::db::redact(&spec.database_url)
-            )
-        };
-        let db = open(spec.pool_size).await.with_context(context)?;
+        let (db, table) = open_view(name, spec, spec.pool_size).await?;
         self.view_dbs.push(db.clone());
-        tramline_sql::migrate::migrate(&db, &[Schema::Inbox])
-            .await
-            .with_context(context)?;
-        table
-            .install(&db)
-            .await
-            .with_context(|| format!("while installing view {name}'s table"))?;
         let group = spec.group_name(name).to_owned();
         let topics = spec.all_topics();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let projection = ReadModelProjection::new(db, &group, table.clone());
         self.consume(&group, &topics, projection, spec.consumers)
             .await?;
-        let queries = open(Some(spec.query_pool_size))
+        let options = DbOptions {
+            max_connections: Some(spec.query_pool_size),
+            ..DbOptions::default()
+        };
+        let queries = Db::connect(&spec.database_url, &options)
             .await
-            .with_context(context)?;
+            .with_context(|| database_context(name, spec))?;
         self.view_dbs.push(queries.clone());
         let route = spec.route(name);
         let document = tramline_views::http::openapi(name, &route, &table)
@@ -482,6 +452,42 @@ impl<T: Transport> Process<T> {
         }
         Ok(())
     }
+}
+
+/// Opens declared view `name`'s database with a pool of `pool_size`, its inbox schema and
+/// its table (created if missing; refused, naming the columns, if it does not match).
+pub(crate) async fn open_view(
+    name: &str,
+    spec: &ViewSpec,
+    pool_size: Option<u32>,
+) -> anyhow::Result<(Db, ReadModelTable)> {
+    let table = spec.table(name).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the declaration is not valid:\n  {}", lines.join("\n  "))
+    })?;
+    prepare_sqlite(&spec.database_url)?;
+    let options = DbOptions {
+        max_connections: pool_size,
+        ..DbOptions::default()
+    };
+    let db = Db::connect(&spec.database_url, &options)
+        .await
+        .with_context(|| database_context(name, spec))?;
+    tramline_sql::migrate::migrate(&db, &[Schema::Inbox])
+        .await
+        .with_context(|| database_context(name, spec))?;
+    table
+        .install(&db)
+        .await
+        .with_context(|| format!("while installing view {name}'s table"))?;
+    Ok((db, table))
+}
+
+fn database_context(name: &str, spec: &ViewSpec) -> String {
+    format!(
+        "while opening view {name}'s database at {} (views.{name}.database_url)",
+        tramline_sql::db::redact(&spec.database_url)
+    )
 }
 
 /// Answers 503 (a problem) when a request takes longer than `limit`.

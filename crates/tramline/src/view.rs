@@ -2,7 +2,7 @@
 //! shadow table while the live one keeps serving, then swaps them (`tramline_views::rebuild`).
 
 use crate::config::Config;
-use crate::serve::{kafka_config, prepare_sqlite};
+use crate::serve::{kafka_config, open_view, prepare_sqlite};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -37,10 +37,7 @@ enum ViewCommand {
 /// Runs `tramline view`.
 pub async fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let ViewCommand::Rebuild { name, config } = args.command;
-    let config = Config::load(Some(&config), std::env::vars()).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the configuration is not valid:\n  {}", lines.join("\n  "))
-    })?;
+    let config = Config::load_or_explain(Some(&config))?;
     let Some(spec) = config.views.get(&name) else {
         let declared: Vec<&str> = config.views.keys().map(String::as_str).collect();
         anyhow::bail!(
@@ -52,28 +49,7 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
             }
         );
     };
-    let at = format!("views.{name}");
-    let declaration = spec
-        .declaration(&name, &at)
-        .map_err(|p| anyhow::anyhow!("{}", p[0]))?;
-    let table = ReadModelTable::new(declaration)
-        .map_err(|p| anyhow::anyhow!("view {name} cannot be run: {}", p[0]))?;
-    prepare_sqlite(&spec.database_url)?;
-    let db = Db::connect(&spec.database_url, &DbOptions::default())
-        .await
-        .with_context(|| {
-            format!(
-                "while opening view {name}'s database at {} ({at}.database_url)",
-                tramline_sql::db::redact(&spec.database_url)
-            )
-        })?;
-    tramline_sql::migrate::migrate(&db, &[tramline_sql::Schema::Inbox])
-        .await
-        .with_context(|| format!("while preparing view {name}'s database"))?;
-    table
-        .install(&db)
-        .await
-        .with_context(|| format!("while checking view {name}'s table"))?;
+    let (db, table) = open_view(&name, spec, None).await?;
     // A group of the rebuild's own, new each time, so it reads from the beginning.
     let group = format!(
         "{}-rebuild-{}",
