@@ -75,21 +75,78 @@ pub struct Db {
     readers: Option<SqlitePool>,
 }
 
-/// A URL with its password replaced, for messages and logs.
+/// A URL with its password replaced, for messages and logs: the one in the user-info
+/// (`user:***@host`) and a `password=` query parameter (`?password=***`).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    let location = match location.split_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
+            format!("{user}:***@{host}")
         }
-        _ => url.to_owned(),
+        _ => location.to_owned(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(query) => format!("{scheme}://{location}?{query}"),
+        None => format!("{scheme}://{location}"),
+    }
+}
+
+impl From<SqlitePool> for Db {
+    /// The caller's own pool, used as it is (tramline's connection settings — busy timeout,
+    /// WAL — are the caller's to choose).
+    fn from(pool: SqlitePool) -> Self {
+        Db {
+            pool: Pool::Sqlite(pool),
+            readers: None,
+        }
+    }
+}
+
+impl From<MySqlPool> for Db {
+    /// The caller's own pool, used as it is (tramline's session settings — statement and
+    /// lock timeouts — are the caller's to choose).
+    fn from(pool: MySqlPool) -> Self {
+        Db {
+            pool: Pool::MySql(pool),
+            readers: None,
+        }
+    }
+}
+
+impl From<PgPool> for Db {
+    /// The caller's own pool, used as it is (tramline's session settings — statement and
+    /// lock timeouts — are the caller's to choose).
+    fn from(pool: PgPool) -> Self {
+        Db {
+            pool: Pool::Postgres(pool),
+            readers: None,
+        }
     }
 }
 
 impl Db {
+    /// A database on the caller's own sqlx pool (`SqlitePool`, `MySqlPool` or `PgPool`), so
+    /// that a service that already has one does not open a second.
+    pub fn from_pool(pool: impl Into<Db>) -> Db {
+        pool.into()
+    }
+
     /// Opens the database at `url`: `sqlite://path` (created if missing), `mysql://…` or
     /// `mariadb://…`, `postgres://…` or `postgresql://…`.
     pub async fn connect(url: &str, options: &DbOptions) -> Result<Db, SqlError> {
@@ -344,24 +401,12 @@ impl Tx {
         store: &'static str,
         operation: &'static str,
     ) -> Result<u64, SqlError> {
-        let at = SqlError::at(store, operation);
-        Ok(match &mut self.inner {
-            TxInner::Sqlite(t) => bind!(Sqlite, stmt)
-                .execute(&mut **t)
-                .await
-                .map_err(at)?
-                .rows_affected(),
-            TxInner::MySql(t) => bind!(MySql, stmt)
-                .execute(&mut **t)
-                .await
-                .map_err(at)?
-                .rows_affected(),
-            TxInner::Postgres(t) => bind!(Postgres, stmt)
-                .execute(&mut **t)
-                .await
-                .map_err(at)?
-                .rows_affected(),
-        })
+        let mut conn = match &mut self.inner {
+            TxInner::Sqlite(t) => Conn::Sqlite(t),
+            TxInner::MySql(t) => Conn::MySql(t),
+            TxInner::Postgres(t) => Conn::Postgres(t),
+        };
+        Writer::execute(&mut conn, stmt, store, operation).await
     }
 
     /// [`Db::fetch_json`] inside the transaction.
@@ -399,6 +444,115 @@ impl Tx {
             TxInner::MySql(t) => t.commit().await.map_err(at),
             TxInner::Postgres(t) => t.commit().await.map_err(at),
         }
+    }
+}
+
+/// One of the caller's own connections, for tramline to write through: `&mut *tx` of an
+/// open `sqlx::Transaction` (any of the three databases), so that what tramline writes (an
+/// outbox message) commits or rolls back with the caller's own writes.
+///
+/// ```no_run
+/// # async fn example(pool: sqlx::PgPool, outbox: tramline_sql::SqlOutbox, message: tramline_core::Envelope) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut tx = pool.begin().await?;
+/// sqlx::query("UPDATE accounts SET balance = balance - 10 WHERE id = 1")
+///     .execute(&mut *tx)
+///     .await?;
+/// outbox.append_in(&mut *tx, &[message]).await?;
+/// tx.commit().await?;
+/// outbox.notify();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub enum Conn<'c> {
+    /// A SQLite connection.
+    Sqlite(&'c mut sqlx::SqliteConnection),
+    /// A MariaDB/MySQL connection.
+    MySql(&'c mut sqlx::MySqlConnection),
+    /// A PostgreSQL connection.
+    Postgres(&'c mut sqlx::PgConnection),
+}
+
+impl<'c> From<&'c mut sqlx::SqliteConnection> for Conn<'c> {
+    fn from(c: &'c mut sqlx::SqliteConnection) -> Self {
+        Conn::Sqlite(c)
+    }
+}
+
+impl<'c> From<&'c mut sqlx::MySqlConnection> for Conn<'c> {
+    fn from(c: &'c mut sqlx::MySqlConnection) -> Self {
+        Conn::MySql(c)
+    }
+}
+
+impl<'c> From<&'c mut sqlx::PgConnection> for Conn<'c> {
+    fn from(c: &'c mut sqlx::PgConnection) -> Self {
+        Conn::Postgres(c)
+    }
+}
+
+/// Where tramline's writes run: its own [`Tx`], or one of the caller's connections
+/// ([`Conn`]).
+pub trait Writer: Send {
+    /// The database's dialect.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs a statement; the rows it changed.
+    fn execute(
+        &mut self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> impl std::future::Future<Output = Result<u64, SqlError>> + Send;
+}
+
+impl Writer for Tx {
+    fn dialect(&self) -> Dialect {
+        Tx::dialect(self)
+    }
+
+    async fn execute(
+        &mut self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<u64, SqlError> {
+        Tx::execute(self, stmt, store, operation).await
+    }
+}
+
+impl Writer for Conn<'_> {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::MySql(_) => Dialect::MySql,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        stmt: &Stmt,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<u64, SqlError> {
+        let at = SqlError::at(store, operation);
+        Ok(match self {
+            Conn::Sqlite(c) => bind!(Sqlite, stmt)
+                .execute(&mut **c)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+            Conn::MySql(c) => bind!(MySql, stmt)
+                .execute(&mut **c)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+            Conn::Postgres(c) => bind!(Postgres, stmt)
+                .execute(&mut **c)
+                .await
+                .map_err(at)?
+                .rows_affected(),
+        })
     }
 }
 
@@ -583,8 +737,8 @@ impl Tuple<'_> {
 /// Statements hold [`ROWS_PER_STATEMENT`] rows, or a power of two for the rest (99 rows go
 /// as 64 + 32 + 2 + 1), so each insert comes in eight shapes at most and prepared statements
 /// stay few (servers cap them; see [`Stmt::bind_list`]).
-pub async fn insert_rows<T>(
-    tx: &mut Tx,
+pub async fn insert_rows<W: Writer, T>(
+    tx: &mut W,
     store: &'static str,
     operation: &'static str,
     insert: &str,
@@ -596,9 +750,9 @@ pub async fn insert_rows<T>(
     let mut rest = rows;
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
-        let mut stmt = tx.stmt(insert);
+        let mut stmt = Stmt::new(tx.dialect(), insert);
         stmt.values(chunk, &row).push(suffix);
-        changed += tx.execute(&stmt, store, operation).await?;
+        changed += Writer::execute(tx, &stmt, store, operation).await?;
         rest = tail;
     }
     Ok(changed)
@@ -732,5 +886,13 @@ mod tests {
             "mysql://root:***@127.0.0.1:3306/test"
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact("postgres://app@db/shop?sslmode=require&password=hunter2"),
+            "postgres://app@db/shop?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("mysql://app:pw@db/shop?Password=pw2"),
+            "mysql://app:***@db/shop?Password=***"
+        );
     }
 }

@@ -20,7 +20,7 @@ pub mod provision;
 pub mod readmodel;
 
 pub use consumer::{Apply, TransactionalConsumer};
-pub use db::{insert_rows, Db, DbOptions, Stmt, Tx};
+pub use db::{insert_rows, Conn, Db, DbOptions, Stmt, Tx, Writer};
 pub use dialect::{Assign, Dialect, LockMode};
 pub use error::SqlError;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};

@@ -12,7 +12,8 @@
 //! `message` table, where rows are ordered by their id (a time-ordered UUIDv7 when tramline
 //! writes them) and marked by id, since that table has no sequence column.
 
-use crate::{insert_rows, Db, Schema, SqlError, Tx};
+use crate::db::{Conn, Writer};
+use crate::{insert_rows, Db, Schema, SqlError};
 use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tramline_core::eventuate::{self, EventuateMessage};
@@ -95,8 +96,22 @@ impl SqlOutbox {
         self.layout
     }
 
+    /// Adds messages inside one of the caller's own sqlx transactions (`&mut *tx`), so they
+    /// commit with its writes; call [`SqlOutbox::notify`] after the commit. See [`Conn`].
+    pub async fn append_in<'c>(
+        &self,
+        conn: impl Into<Conn<'c>>,
+        messages: &[Envelope],
+    ) -> Result<(), SqlError> {
+        self.append(&mut conn.into(), messages).await
+    }
+
     /// Adds messages inside the caller's transaction, so they commit with its state change.
-    pub async fn append(&self, tx: &mut Tx, messages: &[Envelope]) -> Result<(), SqlError> {
+    pub async fn append<W: Writer>(
+        &self,
+        tx: &mut W,
+        messages: &[Envelope],
+    ) -> Result<(), SqlError> {
         if self.layout == OutboxLayout::Eventuate {
             return append_eventuate(tx, messages, &self.topics).await;
         }
@@ -223,8 +238,8 @@ impl SqlOutbox {
 
 /// Writes messages as Eventuate Tram's producer does: the destination as the cluster names
 /// the topic, the four envelope headers in the headers JSON, `published = 0`.
-async fn append_eventuate(
-    tx: &mut Tx,
+async fn append_eventuate<W: Writer>(
+    tx: &mut W,
     messages: &[Envelope],
     topics: &TopicNames,
 ) -> Result<(), SqlError> {
