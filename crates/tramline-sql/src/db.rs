@@ -288,30 +288,67 @@ impl Db {
     }
 
     /// Applies a component's versioned migrations; applied ones are skipped. Several
-    /// components keep their migrations in one database, so each ignores the others'.
+    /// components keep their migrations in one database; each is recorded in tramline's own
+    /// history (`tramline_migrations`, see [`crate::history`]), never in sqlx's, so a
+    /// service's own sqlx migrations run beside them. Processes opening one database at once
+    /// take turns: a lock file beside a SQLite database, `GET_LOCK` on MariaDB, an advisory
+    /// lock per schema on PostgreSQL.
     pub async fn run_migrator(
         &self,
         migrator: &mut sqlx::migrate::Migrator,
     ) -> Result<(), SqlError> {
-        migrator.set_ignore_missing(true);
-        let migrated = match &self.pool {
+        let at = |e| SqlError::new("migrations", "lock the database for migrations", e);
+        match &self.pool {
             Pool::Sqlite(p) => {
-                // sqlx does not lock SQLite migrations; a lock file beside the database
-                // serialises processes opening one file at once.
                 let path = p.connect_options().get_filename().to_owned();
                 let _lock = lock_file(&path).await?;
-                migrator.run(p).await
+                self.apply_tracked(migrator).await
             }
-            Pool::MySql(p) => return run_mysql_migrator(p, migrator).await,
-            Pool::Postgres(p) => migrator.run(p).await,
-        };
-        migrated.map_err(|e| {
-            SqlError::new(
-                "migrations",
-                "apply migrations",
-                sqlx::Error::Migrate(Box::new(e)),
-            )
-        })
+            // The lock is held on a connection of its own, outside the pool (which may have
+            // room for one connection only, needed by the migrations themselves).
+            Pool::MySql(p) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::MySqlConnection::connect_with(&p.connect_options())
+                    .await
+                    .map_err(at)?;
+                let locked: Option<i64> = sqlx::query_scalar(
+                    "SELECT GET_LOCK(CONCAT('tramline_migrate.', DATABASE()), 300)",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .map_err(at)?;
+                if locked != Some(1) {
+                    return Err(at(sqlx::Error::Protocol(
+                        "another process held the migration lock for 5 minutes".into(),
+                    )));
+                }
+                let applied = self.apply_tracked(migrator).await;
+                sqlx::query("SELECT RELEASE_LOCK(CONCAT('tramline_migrate.', DATABASE()))")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(at)?;
+                let _ = conn.close().await;
+                applied
+            }
+            Pool::Postgres(p) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect_with(&p.connect_options())
+                    .await
+                    .map_err(at)?;
+                let key = "hashtext('tramline_migrate.' || current_schema())";
+                sqlx::query(&format!("SELECT pg_advisory_lock({key})"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(at)?;
+                let applied = self.apply_tracked(migrator).await;
+                sqlx::query(&format!("SELECT pg_advisory_unlock({key})"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(at)?;
+                let _ = conn.close().await;
+                applied
+            }
+        }
     }
 
     /// Whether the database answers: a connection from the pool, pinged.
@@ -407,6 +444,22 @@ impl Tx {
             TxInner::Postgres(t) => Conn::Postgres(t),
         };
         Writer::execute(&mut conn, stmt, store, operation).await
+    }
+
+    /// Runs SQL text that may hold several statements (a migration file), binding nothing.
+    pub async fn execute_raw(
+        &mut self,
+        sql: &str,
+        store: &'static str,
+        operation: &'static str,
+    ) -> Result<(), SqlError> {
+        let at = SqlError::at(store, operation);
+        match &mut self.inner {
+            TxInner::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+            TxInner::MySql(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+            TxInner::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+        }
+        .map_err(at)
     }
 
     /// [`Db::fetch_json`] inside the transaction.
@@ -766,41 +819,6 @@ fn chunk_len(n: usize) -> usize {
         // The largest power of two not above n.
         1 << n.ilog2()
     }
-}
-
-/// Runs `migrator` on MySQL/MariaDB under a lock that really excludes other processes.
-/// sqlx locks with `GET_LOCK(name, -1)`, and MariaDB answers a negative timeout with NULL
-/// instead of waiting, so two services opening one database at once (a service and its
-/// relay) would both apply the same migration; this lock waits (up to 5 minutes).
-async fn run_mysql_migrator(
-    pool: &MySqlPool,
-    migrator: &sqlx::migrate::Migrator,
-) -> Result<(), SqlError> {
-    let at = |e| SqlError::new("migrations", "lock the database for migrations", e);
-    let mut conn = pool.acquire().await.map_err(at)?;
-    let locked: Option<i64> =
-        sqlx::query_scalar("SELECT GET_LOCK(CONCAT('tramline_migrate.', DATABASE()), 300)")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(at)?;
-    if locked != Some(1) {
-        return Err(at(sqlx::Error::Protocol(
-            "another process held the migration lock for 5 minutes".into(),
-        )));
-    }
-    let migrated = migrator.run(&mut *conn).await;
-    let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('tramline_migrate.', DATABASE()))")
-        .execute(&mut *conn)
-        .await;
-    migrated.map_err(|e| {
-        SqlError::new(
-            "migrations",
-            "apply migrations",
-            sqlx::Error::Migrate(Box::new(e)),
-        )
-    })?;
-    released.map_err(at)?;
-    Ok(())
 }
 
 /// An exclusive lock on `<database>.migrate-lock`, held until dropped (the file is left

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod db;
 pub mod dialect;
 pub mod error;
+pub mod history;
 mod idempotency;
 mod inbox;
 mod log;

@@ -29,7 +29,7 @@ async fn concurrent_opens_of_a_fresh_database_migrate_it_once(backend: Backend) 
         .expect("opens");
     let applied = db
         .fetch_i64(
-            &db.stmt("SELECT COUNT(*) FROM _sqlx_migrations WHERE success"),
+            &db.stmt("SELECT COUNT(*) FROM tramline_migrations"),
             "test",
             "count migrations",
         )
@@ -39,3 +39,130 @@ async fn concurrent_opens_of_a_fresh_database_migrate_it_once(backend: Backend) 
 }
 
 on_every_database!(concurrent_opens_of_a_fresh_database_migrate_it_once);
+
+/// The service's own sqlx migrations, beside tramline's: a `0001_init.sql` of its own.
+async fn users_migrator(dir: &std::path::Path) -> sqlx::migrate::Migrator {
+    std::fs::write(
+        dir.join("0001_init.sql"),
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL);\n",
+    )
+    .expect("the user's migration");
+    sqlx::migrate::Migrator::new(dir)
+        .await
+        .expect("the user's migrator")
+}
+
+/// Runs the user's migrator on its own pool of the database at `url`.
+async fn run_users(backend: Backend, url: &str, migrator: &sqlx::migrate::Migrator) {
+    use std::str::FromStr;
+    match backend {
+        Backend::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .expect("a SQLite URL")
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
+            migrator
+                .run(&pool)
+                .await
+                .expect("the user's migrations run");
+            pool.close().await;
+        }
+        Backend::MariaDb => {
+            let pool = sqlx::MySqlPool::connect(url).await.expect("pool");
+            migrator
+                .run(&pool)
+                .await
+                .expect("the user's migrations run");
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.expect("pool");
+            migrator
+                .run(&pool)
+                .await
+                .expect("the user's migrations run");
+            pool.close().await;
+        }
+    }
+}
+
+async fn count(db: &Db, sql: &str) -> i64 {
+    db.fetch_i64(&db.stmt(sql), "test", "count")
+        .await
+        .expect("counted")
+}
+
+async fn a_services_own_sqlx_migrations_run_beside_tramlines(backend: Backend) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let users = users_migrator(dir.path()).await;
+    let schemas = [Schema::Outbox, Schema::Inbox, Schema::Idempotency];
+    for users_first in [true, false] {
+        let dbs = TestDbs::new(backend, &format!("migrate_beside_{users_first}"));
+        let url = dbs.url("service").await;
+        let db = Db::connect(&url, &DbOptions::default())
+            .await
+            .expect("opens");
+        if users_first {
+            run_users(backend, &url, &users).await;
+        }
+        migrate(&db, &schemas)
+            .await
+            .expect("tramline's migrations run");
+        run_users(backend, &url, &users).await;
+        migrate(&db, &schemas).await.expect("again: nothing to do");
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM tramline_migrations").await,
+            3
+        );
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM accounts").await, 0);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM tramline_outbox").await, 0);
+        db.close().await;
+    }
+}
+
+/// A database an earlier tramline migrated through `_sqlx_migrations` is taken over: the
+/// schema is not applied again, and the service's own migrator then runs.
+async fn a_database_migrated_through_sqlx_is_taken_over(backend: Backend) {
+    let dbs = TestDbs::new(backend, "migrate_take_over");
+    let url = dbs.url("service").await;
+    let db = Db::connect(&url, &DbOptions::default())
+        .await
+        .expect("opens");
+    // What tramline did before: sqlx's migrator, recording in _sqlx_migrations.
+    let mut old = Schema::Outbox.migrator(db.dialect());
+    old.set_ignore_missing(true);
+    match backend {
+        Backend::Sqlite => {
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).expect("a URL");
+            let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
+            old.run(&pool).await.expect("the old way");
+            pool.close().await;
+        }
+        Backend::MariaDb => {
+            let pool = sqlx::MySqlPool::connect(&url).await.expect("pool");
+            old.run(&pool).await.expect("the old way");
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+            old.run(&pool).await.expect("the old way");
+            pool.close().await;
+        }
+    }
+    migrate(&db, &[Schema::Outbox]).await.expect("taken over");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM tramline_migrations").await,
+        1
+    );
+    let dir = tempfile::tempdir().expect("a directory");
+    run_users(backend, &url, &users_migrator(dir.path()).await).await;
+    db.close().await;
+}
+
+on_every_database!(
+    a_services_own_sqlx_migrations_run_beside_tramlines,
+    a_database_migrated_through_sqlx_is_taken_over,
+);
