@@ -24,6 +24,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The history's row for `m`, applied now.
+fn record(d: Dialect, m: &sqlx::migrate::Migration) -> Stmt {
+    let mut stmt = Stmt::new(
+        d,
+        &format!("INSERT INTO {HISTORY} (version, description, checksum, applied_at) VALUES ("),
+    );
+    stmt.bind(m.version)
+        .push(", ")
+        .bind(m.description.to_string())
+        .push(", ")
+        .bind(hex(&m.checksum))
+        .push(", ")
+        .bind(tramline_core::envelope::now_ms())
+        .push(")");
+    stmt
+}
+
 impl Db {
     /// Applies `migrator`'s migrations not yet in tramline's history, in version order, each
     /// recorded there; the caller holds the database's migration lock.
@@ -62,18 +79,7 @@ impl Db {
                 }
                 None => {}
             }
-            let mut record = self.stmt(&format!(
-                "INSERT INTO {HISTORY} (version, description, checksum, applied_at) VALUES ("
-            ));
-            record
-                .bind(m.version)
-                .push(", ")
-                .bind(m.description.to_string())
-                .push(", ")
-                .bind(checksum)
-                .push(", ")
-                .bind(tramline_core::envelope::now_ms())
-                .push(")");
+            let record = record(d, m);
             let mut tx = self.begin(STORE).await?;
             tx.execute_raw(&m.sql, STORE, "apply a migration").await?;
             // MariaDB commits DDL at once; the record follows in the same transaction object.
@@ -124,19 +130,8 @@ impl Db {
             .collect();
         for m in ours {
             let mut tx = self.begin(STORE).await?;
-            let mut record = tx.stmt(&format!(
-                "INSERT INTO {HISTORY} (version, description, checksum, applied_at) VALUES ("
-            ));
-            record
-                .bind(m.version)
-                .push(", ")
-                .bind(m.description.to_string())
-                .push(", ")
-                .bind(hex(&m.checksum))
-                .push(", ")
-                .bind(tramline_core::envelope::now_ms())
-                .push(")");
-            tx.execute(&record, STORE, "take over a migration").await?;
+            tx.execute(&record(d, m), STORE, "take over a migration")
+                .await?;
             let mut forget = tx.stmt("DELETE FROM _sqlx_migrations WHERE version = ");
             forget.bind(m.version);
             tx.execute(&forget, STORE, "take over a migration").await?;

@@ -52,7 +52,7 @@ async fn users_migrator(dir: &std::path::Path) -> sqlx::migrate::Migrator {
         .expect("the user's migrator")
 }
 
-/// Runs the user's migrator on its own pool of the database at `url`.
+/// Runs a sqlx migrator, as the service would, on its own pool of the database at `url`.
 async fn run_users(backend: Backend, url: &str, migrator: &sqlx::migrate::Migrator) {
     use std::str::FromStr;
     match backend {
@@ -132,25 +132,7 @@ async fn a_database_migrated_through_sqlx_is_taken_over(backend: Backend) {
     // What tramline did before: sqlx's migrator, recording in _sqlx_migrations.
     let mut old = Schema::Outbox.migrator(db.dialect());
     old.set_ignore_missing(true);
-    match backend {
-        Backend::Sqlite => {
-            use std::str::FromStr;
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).expect("a URL");
-            let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
-            old.run(&pool).await.expect("the old way");
-            pool.close().await;
-        }
-        Backend::MariaDb => {
-            let pool = sqlx::MySqlPool::connect(&url).await.expect("pool");
-            old.run(&pool).await.expect("the old way");
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-            old.run(&pool).await.expect("the old way");
-            pool.close().await;
-        }
-    }
+    run_users(backend, &url, &old).await;
     migrate(&db, &[Schema::Outbox]).await.expect("taken over");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await, 0);
     assert_eq!(
