@@ -106,7 +106,7 @@ impl Db {
     /// Moves this migrator's rows (same version and checksum) from `_sqlx_migrations`, where
     /// an earlier tramline recorded them, into tramline's history.
     async fn take_over_sqlx_history(&self, migrator: &Migrator) -> Result<(), SqlError> {
-        if !self.has_table("_sqlx_migrations").await? {
+        if self.columns_of("_sqlx_migrations").await?.is_empty() {
             return Ok(());
         }
         let d = self.dialect();
@@ -138,25 +138,5 @@ impl Db {
             tx.commit(STORE).await?;
         }
         Ok(())
-    }
-
-    /// Whether a table of this name exists in the database's current schema.
-    pub(crate) async fn has_table(&self, table: &str) -> Result<bool, SqlError> {
-        let sql = match self.dialect() {
-            Dialect::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
-            }
-            Dialect::MySql => {
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name = "
-            }
-            Dialect::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = "
-            }
-        };
-        let mut stmt = Stmt::new(self.dialect(), sql);
-        stmt.bind(table);
-        Ok(self.fetch_i64(&stmt, STORE, "look for a table").await? > 0)
     }
 }

@@ -98,6 +98,19 @@ impl ReadModelError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ReadModelError::Sql(e) if e.is_transient())
     }
+
+    /// The error a consumer's handler returns for a batch this refused: the database's
+    /// failure as it is; any other refusal as poison naming `first`, the batch's first record
+    /// (the runtime then applies record by record to find the one to park).
+    pub fn into_handler_error(self, first: &tramline_core::Record) -> tramline_core::Error {
+        match self {
+            ReadModelError::Sql(e) => tramline_core::Error::from(e),
+            other => tramline_core::Error::poison(
+                &first.envelope,
+                tramline_core::error::sentence(&other),
+            ),
+        }
+    }
 }
 
 impl ReadModelTable {
@@ -421,57 +434,6 @@ impl ReadModelTable {
             }
         }
         Ok(())
-    }
-
-    /// Every row a reader sees (rows a group deleted are left out): key → column → value in
-    /// its column type's canonical text, the same on every database (`12.50`, `true`,
-    /// `2026-12-02T10:15:00.000000Z`, compact JSON with sorted keys).
-    pub async fn rows(
-        &self,
-        db: &Db,
-    ) -> Result<BTreeMap<String, BTreeMap<String, Option<String>>>, SqlError> {
-        let d = db.dialect();
-        let key = &self.declaration.key.name;
-        // The key column is text on every database, whatever its declared type.
-        let mut fields = vec![(key.clone(), select_expr(d, key, ColumnType::Text))];
-        let mut types: BTreeMap<&str, ColumnType> = BTreeMap::new();
-        for g in &self.groups {
-            for set in &g.sets {
-                for (column, ty) in &set.columns {
-                    fields.push((column.clone(), select_expr(d, column, *ty)));
-                    types.insert(column, *ty);
-                }
-            }
-        }
-        let pairs: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(k, e)| (k.as_str(), e.as_str()))
-            .collect();
-        let stmt = db.stmt(&format!(
-            "SELECT {} FROM {} WHERE {}",
-            d.json_objects(&pairs),
-            self.declaration.table,
-            self.visible()
-        ));
-        let found: Vec<BTreeMap<String, Option<String>>> =
-            db.fetch_json(&stmt, STORE, "read rows").await?;
-        Ok(found
-            .into_iter()
-            .map(|mut row| {
-                let k = row.remove(key).flatten().unwrap_or_default();
-                let row = row
-                    .into_iter()
-                    .map(|(column, stored)| {
-                        let value = match types.get(column.as_str()) {
-                            Some(ty) => read_back(*ty, stored),
-                            None => stored,
-                        };
-                        (column, value)
-                    })
-                    .collect();
-                (k, row)
-            })
-            .collect())
     }
 }
 
@@ -860,13 +822,7 @@ impl crate::consumer::Apply for ReadModelTable {
         // to find the one to park.
         ReadModelTable::apply(self, tx, &items)
             .await
-            .map_err(|e| match e {
-                ReadModelError::Sql(e) => tramline_core::Error::from(e),
-                other => tramline_core::Error::poison(
-                    &batch[0].envelope,
-                    tramline_core::error::sentence(&other),
-                ),
-            })
+            .map_err(|e| e.into_handler_error(&batch[0]))
     }
 }
 

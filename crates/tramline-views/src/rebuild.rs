@@ -20,9 +20,10 @@
 //! cannot be applied (the live consumer would have parked it) is skipped and counted.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tramline_core::offsets::CommitPosition;
 use tramline_core::ports::{Subscription, Transport};
+use tramline_core::retry::{RetryCounters, RetryPolicy};
 use tramline_core::Record;
 use tramline_sql::readmodel::KeyedChange;
 use tramline_sql::{Db, Dialect, Inbox, ReadModelError, ReadModelTable, SqlError};
@@ -41,6 +42,9 @@ pub enum RebuildError {
     /// The database failed.
     #[error("the database failed")]
     Sql(#[source] SqlError),
+    /// Applying a batch failed for good (after the retries of a transient failure).
+    #[error("applying a batch failed")]
+    Apply(#[source] tramline_core::Error),
     /// The shadow table's declaration is not valid (the table name is too long, …).
     #[error("the shadow table cannot be declared: {0}")]
     Shadow(String),
@@ -120,6 +124,7 @@ pub async fn rebuild<T: Transport>(
         subscription: transport.subscribe(group, topics).await?,
         positions: BTreeMap::new(),
         inbox: Inbox::new(group),
+        retries: RetryCounters::for_component(STORE),
     };
     let ends = transport.end_offsets(topics).await?;
     replay
@@ -154,6 +159,8 @@ struct Replay<S> {
     positions: BTreeMap<(String, i32), i64>,
     /// The rebuild's own dedupe records, forgotten at the end.
     inbox: Inbox,
+    /// Its retries of a busy or lost database, by cause.
+    retries: RetryCounters,
 }
 
 impl<S: Subscription> Replay<S> {
@@ -193,7 +200,7 @@ impl<S: Subscription> Replay<S> {
                 *at = (*at).max(r.offset + 1);
             }
             report.read += batch.len() as u64;
-            apply(db, &self.inbox, target, &batch, report).await?;
+            apply(db, &self.inbox, &self.retries, target, &batch, report).await?;
             let read: u64 = self.positions.values().map(|p| *p as u64).sum();
             progress(Progress {
                 phase,
@@ -213,6 +220,7 @@ impl<S: Subscription> Replay<S> {
 async fn apply(
     db: &Db,
     inbox: &Inbox,
+    retries: &RetryCounters,
     table: &ReadModelTable,
     batch: &[Record],
     report: &mut Report,
@@ -227,15 +235,17 @@ async fn apply(
             })
         })
         .collect();
-    match write(db, inbox, table, batch, &decoded).await {
+    let write = |records, decoded| write(db, inbox, table, records, decoded, retries);
+    match write(batch, &decoded).await.map_err(RebuildError::Apply)? {
         Ok(applied) => report.applied += applied,
-        Err(ReadModelError::Sql(e)) => return Err(e.into()),
         Err(_) => {
             for (record, change) in batch.iter().zip(&decoded) {
                 let one = std::slice::from_ref(record);
-                match write(db, inbox, table, one, std::slice::from_ref(change)).await {
+                match write(one, std::slice::from_ref(change))
+                    .await
+                    .map_err(RebuildError::Apply)?
+                {
                     Ok(applied) => report.applied += applied,
-                    Err(ReadModelError::Sql(e)) => return Err(e.into()),
                     Err(e) => {
                         tracing::warn!(topic = %record.envelope.topic, partition = record.partition, offset = record.offset, error = %e, "skipped a record the view cannot apply");
                         report.skipped += 1;
@@ -247,19 +257,19 @@ async fn apply(
     Ok(())
 }
 
-/// One transaction claiming `records`' ids and applying the changes of the new ones,
-/// retried while the database is busy or away; how many changes it applied.
+/// One transaction claiming `records`' ids and applying the changes of the new ones, with
+/// the one retry policy for a busy or lost database: how many changes it applied, or the
+/// view's refusal of the batch (rolled back).
 async fn write(
     db: &Db,
     inbox: &Inbox,
     table: &ReadModelTable,
     records: &[Record],
     decoded: &[Option<KeyedChange>],
-) -> Result<u64, ReadModelError> {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(50);
-    loop {
-        let attempt = async {
+    retries: &RetryCounters,
+) -> Result<Result<u64, ReadModelError>, tramline_core::Error> {
+    RetryPolicy::default()
+        .run(retries, || async {
             let mut tx = db.begin(STORE).await?;
             let new = inbox.claim(&mut tx, records).await?;
             let fresh: Vec<KeyedChange> = decoded
@@ -268,18 +278,15 @@ async fn write(
                 .filter(|(_, new)| **new)
                 .filter_map(|(change, _)| change.clone())
                 .collect();
-            table.apply(&mut tx, &fresh).await?;
-            tx.commit(STORE).await?;
-            Ok::<_, ReadModelError>(fresh.len() as u64)
-        };
-        match attempt.await {
-            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(60) => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
+            match table.apply(&mut tx, &fresh).await {
+                Err(ReadModelError::Sql(e)) => return Err(e.into()),
+                Err(refused) => return Ok(Err(refused)),
+                Ok(()) => {}
             }
-            outcome => return outcome,
-        }
-    }
+            tx.commit(STORE).await?;
+            Ok(Ok(fresh.len() as u64))
+        })
+        .await
 }
 
 async fn execute(db: &Db, sql: &str) -> Result<(), SqlError> {

@@ -187,10 +187,7 @@ impl Apply for OrderStatusProjection {
                     .duplicate_key_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
-            return Err(match e {
-                ReadModelError::Sql(e) => Error::from(e),
-                other => Error::poison(&batch[0].envelope, tramline_core::error::sentence(&other)),
-            });
+            return Err(e.into_handler_error(&batch[0]));
         }
         Ok(())
     }

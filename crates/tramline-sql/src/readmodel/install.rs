@@ -39,7 +39,7 @@ impl ReadModelTable {
     /// Creates the table if it is missing; an existing table must have exactly the columns
     /// the declaration needs (names compared without regard to case, as the databases do).
     pub async fn install(&self, db: &Db) -> Result<(), InstallError> {
-        let existing = self.existing_columns(db).await?;
+        let existing = db.columns_of(&self.declaration.table).await?;
         if existing.is_empty() {
             self.create(db).await?;
             return Ok(());
@@ -70,10 +70,12 @@ impl ReadModelTable {
             })
         }
     }
+}
 
-    /// The table's columns as the database has them (none: no such table).
-    async fn existing_columns(&self, db: &Db) -> Result<Vec<String>, SqlError> {
-        let d = db.dialect();
+impl Db {
+    /// `table`'s columns as the database has them (none: no such table).
+    pub(crate) async fn columns_of(&self, table: &str) -> Result<Vec<String>, SqlError> {
+        let d = self.dialect();
         let sql = match d {
             Dialect::Sqlite => "SELECT json_group_array(name) FROM pragma_table_info(",
             Dialect::MySql => {
@@ -85,12 +87,12 @@ impl ReadModelTable {
                  WHERE table_schema = current_schema() AND table_name = "
             }
         };
-        let mut stmt = db.stmt(sql);
-        stmt.bind(self.declaration.table.as_str());
+        let mut stmt = self.stmt(sql);
+        stmt.bind(table);
         if d == Dialect::Sqlite {
             stmt.push(")");
         }
-        db.fetch_json(&stmt, STORE, "read the table's columns")
+        self.fetch_json(&stmt, STORE, "read a table's columns")
             .await
     }
 }

@@ -156,6 +156,25 @@ impl ReadModelTable {
         Ok(rows)
     }
 
+    /// Every row a reader sees (rows a group deleted are left out): key → column → value in
+    /// its column type's canonical text, the same on every database (`12.50`, `true`,
+    /// `2026-12-02T10:15:00.000000Z`, compact JSON with sorted keys).
+    pub async fn rows(&self, db: &Db) -> Result<BTreeMap<String, Row>, SqlError> {
+        let d = db.dialect();
+        let sql = format!(
+            "{} WHERE {}",
+            self.json_rows(d, &self.declaration.table),
+            self.visible()
+        );
+        let key = &self.declaration.key.name;
+        Ok(self
+            .fetch(db, &Stmt::new(d, &sql), "read rows")
+            .await?
+            .into_iter()
+            .map(|mut row| (row.remove(key).flatten().unwrap_or_default(), row))
+            .collect())
+    }
+
     /// The rows of `source` (the table or a subquery) folded into a JSON array of objects.
     fn json_rows(&self, d: Dialect, source: &str) -> String {
         let columns = self.columns();
@@ -168,7 +187,7 @@ impl ReadModelTable {
     }
 
     /// The condition that a row is visible: no group deleted it.
-    pub(super) fn visible(&self) -> String {
+    fn visible(&self) -> String {
         let mut visible = vec!["1 = 1".to_owned()];
         visible.extend(
             self.groups
