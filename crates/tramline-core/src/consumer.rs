@@ -368,7 +368,7 @@ impl<H: Handler> Lane<H> {
             }
             ConsumerMetrics::observe_ages(&self.metrics.event_age, &batch);
             if let Err(e) = self.apply(&batch).await {
-                tracing::error!(error = %e, "consumer lane stopped");
+                tracing::error!(error = %crate::error::sentence(&e), "consumer lane stopped");
                 self.failed.cancel();
                 return Err(e);
             }
@@ -434,7 +434,7 @@ impl<H: Handler> Lane<H> {
             partition = record.partition,
             offset = record.offset,
             message_id = %record.envelope.id,
-            error = %reason,
+            error = %crate::error::sentence(reason),
             "parking a message that cannot be applied"
         );
         self.retry

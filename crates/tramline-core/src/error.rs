@@ -1,5 +1,7 @@
 //! The error every port returns, classified so the runtime can decide: retry, park or stop.
 
+use std::borrow::Cow;
+
 /// Any error an adapter wraps as the cause of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -9,10 +11,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Error {
     /// A store (database or log) operation failed; `retry` says why a retry may succeed
     /// (busy, deadlock, lost connection), or `None` if it cannot.
-    #[error("{store}: {operation} failed: {source}")]
+    #[error("{store}: {operation} failed")]
     Store {
-        /// Which store: `outbox`, `inbox`, `log`, `order-status-view`, …
-        store: &'static str,
+        /// Which store: `outbox`, `inbox`, `log`, `order-status-view`, or a name chosen at
+        /// run time (a declared view's table).
+        store: Cow<'static, str>,
         /// Which operation, e.g. `append`, `apply batch`.
         operation: &'static str,
         /// Why retrying the same operation may succeed; `None` when it cannot.
@@ -23,14 +26,15 @@ pub enum Error {
     },
     /// A message that can never be applied: malformed payload, unknown event type, a command
     /// the state machine refuses. It is parked with its reason, never silently dropped.
-    #[error("message {message_id} on {topic} cannot be applied: {reason}")]
+    #[error("message {message_id} on {topic} cannot be applied")]
     Poison {
         /// The topic the message came from.
         topic: String,
         /// The message id (UUID) as text.
         message_id: String,
-        /// Why it cannot be applied.
-        reason: String,
+        /// Why it cannot be applied: the decoder's or handler's own error.
+        #[source]
+        cause: BoxError,
     },
     /// A configuration value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
@@ -54,12 +58,38 @@ impl Error {
         }
     }
 
-    /// A poison error for the given message.
-    pub fn poison(record: &crate::Envelope, reason: impl std::fmt::Display) -> Self {
+    /// A poison error for the given message; `cause` (an error, or a text) stays its
+    /// [`source`](std::error::Error::source).
+    ///
+    /// ```
+    /// use tramline_core::{Envelope, Error};
+    ///
+    /// let record = Envelope::new("order-events", "order-1", "{}".to_owned());
+    /// let bad: serde_json::Error = serde_json::from_str::<u32>("x").unwrap_err();
+    /// let e = Error::poison(&record, bad);
+    /// assert!(e.to_string().ends_with("on order-events cannot be applied"));
+    /// assert!(std::error::Error::source(&e).is_some());
+    /// ```
+    pub fn poison(record: &crate::Envelope, cause: impl Into<BoxError>) -> Self {
         Error::Poison {
             topic: record.topic.clone(),
             message_id: record.id.to_string(),
-            reason: reason.to_string(),
+            cause: cause.into(),
+        }
+    }
+
+    /// A store error with its store, operation and cause, classified by `retry`.
+    pub fn store(
+        store: impl Into<Cow<'static, str>>,
+        operation: &'static str,
+        retry: Option<RetryCause>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Store {
+            store: store.into(),
+            operation,
+            retry,
+            source: source.into(),
         }
     }
 }

@@ -10,13 +10,16 @@ pub mod consumer;
 pub mod envelope;
 pub mod error;
 pub mod eventuate;
+#[cfg(feature = "fault")]
 pub mod fault;
+pub mod memory;
 pub mod offsets;
 pub mod partitioner;
 pub mod ports;
 pub mod readmodel;
 pub mod relay;
 pub mod retry;
+pub mod supervisor;
 pub mod telemetry;
 pub mod topics;
 pub mod wire;

@@ -37,6 +37,27 @@ pub struct Pending {
 }
 
 /// A transactional outbox a relay drains.
+///
+/// What a relay does with one, here on the in-memory outbox ([`crate::memory`]; the SQL
+/// stores' `SqlOutbox` is the one services use):
+///
+/// ```
+/// use tramline_core::memory::MemoryOutbox;
+/// use tramline_core::ports::Outbox;
+/// use tramline_core::Envelope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tramline_core::Error> {
+/// let outbox = MemoryOutbox::default();
+/// outbox.append([Envelope::new("orders", "order-1", "{}".into())]);
+/// let batch = outbox.fetch_unpublished(100).await?;
+/// assert_eq!(batch.messages.len(), 1);
+/// // ... the transport accepted the batch ...
+/// outbox.mark_published(&batch).await?;
+/// assert!(outbox.fetch_unpublished(100).await?.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub trait Outbox: Send + Sync + 'static {
     /// Up to `max` unpublished messages, oldest commit first. Must never skip a message that
     /// committed later than one it returns but belongs before it.
@@ -62,6 +83,30 @@ pub trait Outbox: Send + Sync + 'static {
 }
 
 /// A message transport: the embedded log or a Kafka cluster.
+///
+/// Publishing, and a consumer group reading from where it last committed, on the in-memory
+/// log ([`crate::memory::MemoryLog`]):
+///
+/// ```
+/// use std::time::Duration;
+/// use tramline_core::memory::MemoryLog;
+/// use tramline_core::ports::{Subscription, Transport};
+/// use tramline_core::Envelope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tramline_core::Error> {
+/// let log = MemoryLog::default();
+/// log.create_topic("orders", 4).await?;
+/// let placed = Envelope::new("orders", "order-1", r#"{"status":"PLACED"}"#.into());
+/// log.publish(&[placed.clone()]).await?;
+/// let topics = ["orders".to_owned()];
+/// let mut view = log.subscribe("order-view", &topics).await?;
+/// let records = view.poll(100, Duration::from_millis(10)).await?;
+/// assert_eq!(records[0].envelope.id, placed.id);
+/// assert_eq!(log.lag("order-view", &topics).await?, 1, "read, not yet committed");
+/// # Ok(())
+/// # }
+/// ```
 pub trait Transport: Send + Sync + 'static {
     /// A consumer group member's view of its topics.
     type Subscription: Subscription;
@@ -135,6 +180,37 @@ impl Revocation {
 }
 
 /// One consumer group member's stream of records.
+///
+/// Commit after the records' effects are durable; a member that joins later resumes there:
+///
+/// ```
+/// use std::time::Duration;
+/// use tramline_core::memory::MemoryLog;
+/// use tramline_core::offsets::CommitPosition;
+/// use tramline_core::ports::{Subscription, Transport};
+/// use tramline_core::Envelope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tramline_core::Error> {
+/// let log = MemoryLog::default();
+/// let first = Envelope::new("orders", "order-1", "{}".into());
+/// log.publish(&[first, Envelope::new("orders", "order-1", "{}".into())]).await?;
+/// let topics = ["orders".to_owned()];
+/// let mut member = log.subscribe("order-view", &topics).await?;
+/// let records = member.poll(1, Duration::ZERO).await?;
+/// let done = &records[0]; // ... its effect committed ...
+/// let position = CommitPosition {
+///     topic: done.envelope.topic.clone(),
+///     partition: done.partition,
+///     next_offset: done.offset + 1,
+/// };
+/// member.commit(&[position]).await?;
+/// member.close().await;
+/// let mut next = log.subscribe("order-view", &topics).await?;
+/// assert_eq!(next.poll(10, Duration::ZERO).await?[0].offset, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Subscription: Send + Sync + 'static {
     /// Up to `max` records after the current position, waiting at most `wait` if none is
     /// there yet (an empty result is not an error).
@@ -178,6 +254,73 @@ pub struct Applied {
 }
 
 /// The application side of a consumer: applies records with an exactly-once effect.
+///
+/// The SQL stores' `TransactionalConsumer` is the handler services use (effect and dedupe
+/// record in one database transaction). A handler of one's own, run by the
+/// [`ConsumerRuntime`](crate::consumer::ConsumerRuntime), here keeping its effect and its
+/// dedupe records in memory:
+///
+/// ```
+/// use std::collections::HashSet;
+/// use std::sync::{Arc, Mutex};
+/// use tokio_util::sync::CancellationToken;
+/// use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime};
+/// use tramline_core::memory::MemoryLog;
+/// use tramline_core::ports::{Applied, Handler, Transport};
+/// use tramline_core::{Envelope, Error, Record};
+///
+/// #[derive(Default)]
+/// struct Totals {
+///     seen: Mutex<(HashSet<uuid::Uuid>, i64)>,
+/// }
+///
+/// impl Handler for Totals {
+///     async fn apply(&self, batch: &[Record]) -> Result<Applied, Error> {
+///         let mut applied = Applied::default();
+///         let mut state = self.seen.lock().expect("not poisoned");
+///         for record in batch {
+///             let amount: i64 = record.envelope.payload.parse()
+///                 .map_err(|e| Error::poison(&record.envelope, e))?;
+///             if state.0.insert(record.envelope.id) {
+///                 state.1 += amount;
+///                 applied.applied += 1;
+///             } else {
+///                 applied.duplicates += 1;
+///             }
+///         }
+///         Ok(applied)
+///     }
+///
+///     async fn park(&self, _record: &Record, _reason: &Error) -> Result<(), Error> {
+///         Ok(()) // a real handler stores the record for an operator
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let log = MemoryLog::default();
+/// let payment = Envelope::new("payments", "order-1", "25".into());
+/// // Published twice, as an at-least-once relay may: applied once.
+/// log.publish(&[payment.clone(), payment, Envelope::new("payments", "order-2", "5".into())])
+///     .await?;
+/// let totals = Arc::new(Totals::default());
+/// let runtime = ConsumerRuntime::new(Arc::clone(&totals), ConsumerConfig::default());
+/// let stats = runtime.stats();
+/// let subscription = log.subscribe("totals", &["payments".to_owned()]).await?;
+/// let stop = CancellationToken::new();
+/// let running = tokio::spawn({
+///     let stop = stop.clone();
+///     async move { runtime.run(subscription, stop).await }
+/// });
+/// while stats.applied.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// }
+/// stop.cancel();
+/// running.await.expect("not panicked")?;
+/// assert_eq!(totals.seen.lock().expect("not poisoned").1, 30);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Applies the batch — records of one lane, in delivery order — in **one** transaction
     /// together with a dedupe record per message id, skipping ids already recorded. Either

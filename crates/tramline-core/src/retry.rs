@@ -57,7 +57,7 @@ impl RetryPolicy {
             .when(Error::is_transient)
             .notify(|err, delay| {
                 retries.record(err);
-                tracing::debug!(error = %err, ?delay, "transient error, retrying");
+                tracing::debug!(error = %crate::error::sentence(err), ?delay, "transient error, retrying");
             })
             .await
     }
@@ -132,7 +132,7 @@ mod tests {
 
     fn transient() -> Error {
         Error::Store {
-            store: "test",
+            store: "test".into(),
             operation: "op",
             retry: Some(RetryCause::Deadlock),
             source: "deadlock".into(),

@@ -12,7 +12,7 @@ pub(crate) const STORE: &str = "kafka";
 #[non_exhaustive]
 pub enum KafkaError {
     /// No broker answered within the connect timeout.
-    #[error("cannot reach the Kafka brokers at {brokers} within {timeout:?} ({source}); is the broker running and the address right?")]
+    #[error("cannot reach the Kafka brokers at {brokers} within {timeout:?} (is the broker running and the address right?)")]
     Unreachable {
         /// The bootstrap brokers tried.
         brokers: String,
@@ -22,10 +22,10 @@ pub enum KafkaError {
         source: ClientError,
     },
     /// librdkafka refused the configuration (an unknown or invalid property).
-    #[error("invalid Kafka client configuration: {0}")]
-    Config(ClientError),
+    #[error("invalid Kafka client configuration")]
+    Config(#[source] ClientError),
     /// An operation on the cluster failed.
-    #[error("{operation} failed: {source}")]
+    #[error("{operation} failed")]
     Operation {
         /// What was being done, e.g. `create topic`, `produce`, `commit offsets`.
         operation: &'static str,
@@ -121,7 +121,7 @@ impl From<KafkaError> for Error {
             other => Box::new(other),
         };
         Error::Store {
-            store: STORE,
+            store: STORE.into(),
             operation,
             retry,
             source,

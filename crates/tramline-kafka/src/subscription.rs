@@ -7,7 +7,7 @@
 //! the rebalance go on and the partitions move. Records and revocations travel to the runtime
 //! through one channel, in order, so every record of a revoked partition reaches a lane
 //! before its revocation does. The same thread serves librdkafka's statistics, which set the
-//! member's lag gauges (see [`crate::lag`]).
+//! member's lag gauges (see the `lag` module).
 
 use crate::lag::LagGauges;
 use crate::transport::Positions;
@@ -51,7 +51,7 @@ struct MemberContext {
 impl ClientContext for MemberContext {
     fn stats_raw(&self, statistics: &[u8]) {
         if let Err(e) = self.lag.report(statistics) {
-            tracing::debug!(group = %self.group, error = %e, "librdkafka statistics unreadable; lag gauges not updated");
+            tracing::debug!(group = %self.group, error = %tramline_core::error::sentence(&e), "librdkafka statistics unreadable; lag gauges not updated");
         }
     }
 }
@@ -101,7 +101,7 @@ impl ConsumerContext for MemberContext {
         {
             Ok(()) => self.note_committed(&positions),
             Err(e) => {
-                tracing::warn!(group = %self.group, error = %e, "committing revoked partitions failed; the next owner redelivers")
+                tracing::warn!(group = %self.group, error = %tramline_core::error::sentence(&e), "committing revoked partitions failed; the next owner redelivers")
             }
         }
     }
@@ -127,7 +127,7 @@ impl ConsumerContext for MemberContext {
                 }
             }
             Err(e) => {
-                tracing::debug!(group = %self.group, error = %e, "reading committed offsets after an assignment failed")
+                tracing::debug!(group = %self.group, error = %tramline_core::error::sentence(&e), "reading committed offsets after an assignment failed")
             }
         }
     }
@@ -355,7 +355,7 @@ impl Poller {
                 }
                 Some(Err(e)) => {
                     // Broker away, partition leader moving, …: librdkafka recovers by itself.
-                    tracing::debug!(error = %e, "Kafka consumer error");
+                    tracing::debug!(error = %tramline_core::error::sentence(&e), "Kafka consumer error");
                     continue;
                 }
             };

@@ -89,6 +89,19 @@ impl Positions {
 
 impl KafkaTransport {
     /// Connects to the cluster; fails within `connect_timeout` if no broker answers.
+    ///
+    /// ```no_run
+    /// use tramline_core::ports::Transport;
+    /// use tramline_core::topics::TopicNames;
+    /// use tramline_kafka::{KafkaConfig, KafkaTransport};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = KafkaConfig::new("kafka-1:9092,kafka-2:9092");
+    /// config.topics = TopicNames::with_prefix("prod."); // order-events → prod.order-events
+    /// let kafka = KafkaTransport::connect(config).await?;
+    /// kafka.create_topic("order-events", 12).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: KafkaConfig) -> Result<Self, KafkaError> {
         let producer: FutureProducer = config.producer().create().map_err(KafkaError::Config)?;
         let admin: AdminClient<DefaultClientContext> =

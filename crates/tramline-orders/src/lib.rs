@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod scenario;
 pub mod services;
+pub mod system;
 pub mod trace;
 pub mod view;
 

@@ -150,6 +150,9 @@ impl Handler for Operator {
     async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {
         // The operator has no database of its own; a message it cannot act on is a bug in the
         // demo, so it stops the run with the reason rather than parking.
-        Err(Error::poison(&record.envelope, reason))
+        Err(Error::poison(
+            &record.envelope,
+            tramline_core::error::sentence(reason),
+        ))
     }
 }

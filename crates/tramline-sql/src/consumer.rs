@@ -16,8 +16,8 @@ pub trait Apply: Send + Sync + 'static {
     type Item: Send;
     /// What applying a batch leaves for [`Apply::commit`] (e.g. messages for an outbox).
     type Output: Send;
-    /// The store's name, for errors and metrics.
-    const STORE: &'static str;
+    /// The store's name, for errors and metrics (a constant, or chosen at run time).
+    fn store(&self) -> &str;
 
     /// The record decoded; `None` for a record that changes nothing here. An error is poison:
     /// the runtime parks the record with it.
@@ -39,7 +39,7 @@ pub trait Apply: Send + Sync + 'static {
         output: Self::Output,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = output;
-        async move { Ok(tx.commit(Self::STORE).await?) }
+        async move { Ok(tx.commit(self.store()).await?) }
     }
 
     /// Called for each applied record after the commit (on the hot path: keep it cheap).
@@ -85,7 +85,7 @@ impl<A: Apply> Handler for TransactionalConsumer<A> {
         for record in batch {
             decoded.push(self.applier.decode(record)?);
         }
-        let mut tx = self.db.begin(A::STORE).await?;
+        let mut tx = self.db.begin(self.applier.store()).await?;
         let new = self.inbox.claim(&mut tx, batch).await?;
         let fresh: Vec<A::Item> = decoded
             .into_iter()

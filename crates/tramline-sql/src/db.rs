@@ -194,7 +194,7 @@ impl Db {
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred transaction that reads before it writes cannot upgrade its
     /// snapshot once another connection committed, and fails without waiting.
-    pub async fn begin(&self, store: &'static str) -> Result<Tx, SqlError> {
+    pub async fn begin(&self, store: &str) -> Result<Tx, SqlError> {
         let at = SqlError::at(store, "begin transaction");
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(at)?),
@@ -209,7 +209,7 @@ impl Db {
     pub async fn execute(
         &self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<u64, SqlError> {
         let at = SqlError::at(store, operation);
@@ -238,7 +238,7 @@ impl Db {
     pub async fn fetch_json<T: DeserializeOwned>(
         &self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<Vec<T>, SqlError> {
         let at = SqlError::at(store, operation);
@@ -263,7 +263,7 @@ impl Db {
     pub async fn fetch_i64(
         &self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<i64, SqlError> {
         let at = SqlError::at(store, operation);
@@ -352,7 +352,7 @@ impl Db {
     }
 
     /// Whether the database answers: a connection from the pool, pinged.
-    pub async fn ping(&self, store: &'static str) -> Result<(), SqlError> {
+    pub async fn ping(&self, store: &str) -> Result<(), SqlError> {
         use sqlx::Connection;
         let at = SqlError::at(store, "ping");
         match &self.pool {
@@ -386,14 +386,19 @@ fn mysql_text(row: &sqlx::mysql::MySqlRow) -> Result<Option<String>, sqlx::Error
 
 fn decode_json<T: DeserializeOwned>(
     json: Option<String>,
-    store: &'static str,
+    store: &str,
     operation: &'static str,
 ) -> Result<Vec<T>, SqlError> {
     match json {
         // An aggregate over no rows is NULL on MariaDB and PostgreSQL.
         None => Ok(Vec::new()),
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| SqlError::new(store, operation, sqlx::Error::Decode(Box::new(e)))),
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            SqlError::new(
+                store.to_owned(),
+                operation,
+                sqlx::Error::Decode(Box::new(e)),
+            )
+        }),
     }
 }
 
@@ -431,26 +436,40 @@ impl Tx {
         Stmt::new(self.dialect(), sql)
     }
 
+    /// The transaction's sqlx connection, for a handler's own sqlx queries that must commit
+    /// with the transaction (its dedupe records, say):
+    ///
+    /// ```no_run
+    /// # async fn example(tx: &mut tramline_sql::Tx) -> Result<(), sqlx::Error> {
+    /// use tramline_sql::Conn;
+    /// if let Conn::Sqlite(conn) = tx.conn() {
+    ///     sqlx::query("UPDATE totals SET n = n + 1").execute(conn).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn conn(&mut self) -> Conn<'_> {
+        match &mut self.inner {
+            TxInner::Sqlite(t) => Conn::Sqlite(t),
+            TxInner::MySql(t) => Conn::MySql(t),
+            TxInner::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+
     /// [`Db::execute`] inside the transaction.
     pub async fn execute(
         &mut self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<u64, SqlError> {
-        let mut conn = match &mut self.inner {
-            TxInner::Sqlite(t) => Conn::Sqlite(t),
-            TxInner::MySql(t) => Conn::MySql(t),
-            TxInner::Postgres(t) => Conn::Postgres(t),
-        };
-        Writer::execute(&mut conn, stmt, store, operation).await
+        Writer::execute(&mut self.conn(), stmt, store, operation).await
     }
 
     /// Runs SQL text that may hold several statements (a migration file), binding nothing.
     pub async fn execute_raw(
         &mut self,
         sql: &str,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<(), SqlError> {
         let at = SqlError::at(store, operation);
@@ -466,7 +485,7 @@ impl Tx {
     pub async fn fetch_json<T: DeserializeOwned>(
         &mut self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<Vec<T>, SqlError> {
         let at = SqlError::at(store, operation);
@@ -490,7 +509,7 @@ impl Tx {
     }
 
     /// Commits.
-    pub async fn commit(self, store: &'static str) -> Result<(), SqlError> {
+    pub async fn commit(self, store: &str) -> Result<(), SqlError> {
         let at = SqlError::at(store, "commit");
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await.map_err(at),
@@ -553,7 +572,7 @@ pub trait Writer: Send {
     fn execute(
         &mut self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> impl std::future::Future<Output = Result<u64, SqlError>> + Send;
 }
@@ -566,7 +585,7 @@ impl Writer for Tx {
     async fn execute(
         &mut self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<u64, SqlError> {
         Tx::execute(self, stmt, store, operation).await
@@ -585,7 +604,7 @@ impl Writer for Conn<'_> {
     async fn execute(
         &mut self,
         stmt: &Stmt,
-        store: &'static str,
+        store: &str,
         operation: &'static str,
     ) -> Result<u64, SqlError> {
         let at = SqlError::at(store, operation);
@@ -792,7 +811,7 @@ impl Tuple<'_> {
 /// stay few (servers cap them; see [`Stmt::bind_list`]).
 pub async fn insert_rows<W: Writer, T>(
     tx: &mut W,
-    store: &'static str,
+    store: &str,
     operation: &'static str,
     insert: &str,
     suffix: &str,

@@ -1,19 +1,21 @@
 //! Errors of the SQL stores, classified by the driver's error type and code, never by message.
 
 use crate::dialect::{mysql, postgres, sqlite};
+use std::borrow::Cow;
 use tramline_core::{Error, RetryCause};
 
-/// A failed statement, with which store and which operation it was.
-#[derive(Debug, thiserror::Error)]
+/// A failed statement, with which store and which operation it was. Its `source()` is the
+/// driver's error — for an error the database returned, the database's own error, without
+/// sqlx's "error returned from database" wrapper that repeats its message.
+#[derive(Debug)]
 #[non_exhaustive]
-#[error("{store}: {operation} failed: {source}")]
 pub struct SqlError {
-    /// The store: `outbox`, `inbox`, `log`, `order-status-view`, …
-    pub store: &'static str,
+    /// The store: `outbox`, `inbox`, `log`, `order-status-view`, or a name chosen at run
+    /// time (a declared view's table).
+    pub store: Cow<'static, str>,
     /// The operation, e.g. `append`, `fetch unpublished`.
     pub operation: &'static str,
     /// The driver's error.
-    #[source]
     pub source: sqlx::Error,
     /// Set by a store that knows a unique-key error means "another transaction got there at
     /// the same time" and a retry will see its row.
@@ -22,9 +24,13 @@ pub struct SqlError {
 
 impl SqlError {
     /// Wraps a driver error with its store and operation.
-    pub fn new(store: &'static str, operation: &'static str, source: sqlx::Error) -> Self {
+    pub fn new(
+        store: impl Into<Cow<'static, str>>,
+        operation: &'static str,
+        source: sqlx::Error,
+    ) -> Self {
         SqlError {
-            store,
+            store: store.into(),
             operation,
             source,
             conflict: false,
@@ -32,8 +38,8 @@ impl SqlError {
     }
 
     /// A closure for `map_err` that wraps with store and operation.
-    pub fn at(store: &'static str, operation: &'static str) -> impl Fn(sqlx::Error) -> Self {
-        move |source| SqlError::new(store, operation, source)
+    pub fn at<'a>(store: &'a str, operation: &'static str) -> impl Fn(sqlx::Error) -> Self + 'a {
+        move |source| SqlError::new(store.to_owned(), operation, source)
     }
 
     /// Marks a duplicate-key error as a concurrent claim that a retry resolves.
@@ -79,14 +85,33 @@ impl SqlError {
     }
 }
 
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} failed", self.store, self.operation)
+    }
+}
+
+impl std::error::Error for SqlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(match &self.source {
+            sqlx::Error::Database(db) => db.as_error(),
+            other => other,
+        })
+    }
+}
+
 impl From<SqlError> for Error {
     fn from(e: SqlError) -> Self {
         let retry = e.retry_cause();
+        let source: tramline_core::BoxError = match e.source {
+            sqlx::Error::Database(db) => db.into_error(),
+            other => Box::new(other),
+        };
         Error::Store {
             store: e.store,
             operation: e.operation,
             retry,
-            source: Box::new(e.source),
+            source,
         }
     }
 }

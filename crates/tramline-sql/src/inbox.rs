@@ -100,7 +100,7 @@ impl Inbox {
                 .bind(&e.key)
                 .bind(e.headers_json())
                 .bind(&e.payload)
-                .bind(reason.to_string())
+                .bind(tramline_core::error::sentence(reason))
                 .bind(tramline_core::envelope::now_ms());
         });
         tx.execute(&stmt, STORE, "park message").await?;

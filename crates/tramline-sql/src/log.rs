@@ -437,7 +437,7 @@ impl SqlSubscription {
         for (idx, offset, id, key, headers, payload, created_at_ms) in rows {
             let (topic, part, at) = &mut self.positions[idx];
             let decode_error = |what: &str, e: &dyn std::fmt::Display| Error::Store {
-                store: STORE,
+                store: STORE.into(),
                 operation: "decode record",
                 retry: None,
                 source: format!("{topic}/{part}@{offset}: {what}: {e}").into(),

@@ -191,7 +191,7 @@ impl SqlOutbox {
         let mut batch = OutboxBatch::default();
         for (id, destination, headers, payload, creation_time) in rows {
             let undecodable = |e: &dyn std::fmt::Display| Error::Store {
-                store: STORE,
+                store: STORE.into(),
                 operation: "decode stored message",
                 retry: None,
                 source: format!("message {id:?}: {e}").into(),
@@ -267,7 +267,7 @@ async fn append_eventuate<W: Writer>(
 
 fn decode(seq: i64, id: &str, what: &str) -> Result<uuid::Uuid, Error> {
     id.parse().map_err(|e| Error::Store {
-        store: STORE,
+        store: STORE.into(),
         operation: "decode stored message",
         retry: None,
         source: format!("outbox seq {seq}: {what} {id:?}: {e}").into(),
@@ -307,7 +307,7 @@ impl Outbox for SqlOutbox {
         for (seq, id, topic, key, headers, payload, created_at_ms) in rows {
             let headers: BTreeMap<String, String> =
                 serde_json::from_str(&headers).map_err(|e| Error::Store {
-                    store: STORE,
+                    store: STORE.into(),
                     operation: "decode stored message",
                     retry: None,
                     source: format!("outbox seq {seq}: headers: {e}").into(),

@@ -54,6 +54,8 @@ struct GroupTable {
 pub struct ReadModelTable {
     declaration: Declaration,
     groups: Vec<GroupTable>,
+    /// The store name in errors: `read model <table>`.
+    store: String,
 }
 
 /// One group's part of a batch for one key: the newest change writing each version set,
@@ -165,9 +167,15 @@ impl ReadModelTable {
             })
             .collect();
         Ok(ReadModelTable {
+            store: format!("{STORE} {}", declaration.table),
             declaration,
             groups,
         })
+    }
+
+    /// The store name its errors carry: `read model <table>`.
+    pub fn store(&self) -> &str {
+        &self.store
     }
 
     /// The declaration.
@@ -228,7 +236,7 @@ impl ReadModelTable {
     /// Creates the table if it is missing.
     pub async fn create(&self, db: &Db) -> Result<(), SqlError> {
         let stmt = db.stmt(&self.create_sql(db.dialect()));
-        db.execute(&stmt, STORE, "create table").await?;
+        db.execute(&stmt, &self.store, "create table").await?;
         Ok(())
     }
 
@@ -270,7 +278,7 @@ impl ReadModelTable {
         }
         insert_rows(
             tx,
-            STORE,
+            &self.store,
             "upsert",
             &insert,
             &upsert,
@@ -401,7 +409,7 @@ impl ReadModelTable {
             ));
             stmt.bind_list(chunk.iter().map(|(k, _)| *k));
             let stored: Vec<Vec<Option<String>>> =
-                tx.fetch_json(&stmt, STORE, "check origins").await?;
+                tx.fetch_json(&stmt, &self.store, "check origins").await?;
             let stored: BTreeMap<String, Vec<Option<String>>> = stored
                 .into_iter()
                 .filter_map(|mut row| {
@@ -801,15 +809,18 @@ pub type ReadModelProjection = crate::TransactionalConsumer<ReadModelTable>;
 impl crate::consumer::Apply for ReadModelTable {
     type Item = KeyedChange;
     type Output = ();
-    const STORE: &'static str = STORE;
+
+    fn store(&self) -> &str {
+        &self.store
+    }
 
     fn decode(
         &self,
         record: &tramline_core::Record,
     ) -> Result<Option<KeyedChange>, tramline_core::Error> {
-        self.declaration.decode(record).map_err(|e| {
-            tramline_core::Error::poison(&record.envelope, tramline_core::error::sentence(&e))
-        })
+        self.declaration
+            .decode(record)
+            .map_err(|e| tramline_core::Error::poison(&record.envelope, e))
     }
 
     async fn apply(

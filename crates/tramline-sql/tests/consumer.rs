@@ -36,7 +36,7 @@ impl Handler for Recorder {
         if self.transient_failures.load(Ordering::SeqCst) > 0 {
             self.transient_failures.fetch_sub(1, Ordering::SeqCst);
             return Err(Error::Store {
-                store: "test",
+                store: "test".into(),
                 operation: "apply",
                 retry: Some(tramline_core::RetryCause::Busy),
                 source: "busy".into(),
@@ -69,7 +69,10 @@ impl Handler for Recorder {
     }
 
     async fn park(&self, record: &Record, reason: &Error) -> Result<(), Error> {
-        Err(Error::poison(&record.envelope, reason))
+        Err(Error::poison(
+            &record.envelope,
+            tramline_core::error::sentence(reason),
+        ))
     }
 }
 

@@ -91,12 +91,75 @@ async fn a_key_violation_is_a_permanent_duplicate(backend: Backend) {
     assert!(err.to_string().starts_with("view: insert failed"), "{err}");
 }
 
+/// The messages of an error chain, outermost first.
+fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut messages = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        messages.push(c.to_string());
+        cause = c.source();
+    }
+    messages
+}
+
+/// A real driver error, carried up through the store, the port's error and a task's failure:
+/// each level says its own part once, so a reporter that prints the whole chain (anyhow's
+/// `{:#}`, the supervisor's log line) repeats nothing; the store's name was chosen at run time.
+async fn an_error_chain_says_each_part_once(backend: Backend) {
+    let dbs = TestDbs::new(backend, "errors-chain");
+    let db = db_with_table(&dbs, &DbOptions::default()).await;
+    let store = format!("read model {}", "t");
+    let err = db
+        .execute(
+            &db.stmt("INSERT INTO t (id, v) VALUES (1, 0)"),
+            &store,
+            "insert",
+        )
+        .await
+        .expect_err("duplicate key");
+    let messages = chain(&err);
+    let port: tramline_core::Error = err.into();
+    let failed = tramline_core::supervisor::SupervisorError::Failed {
+        task: "t consumer".to_owned(),
+        source: Box::new(port),
+    };
+    let levels = chain(&failed);
+    assert_eq!(&levels[0], "the t consumer failed");
+    assert_eq!(&levels[1], "read model t: insert failed");
+    assert_eq!(
+        levels[1..],
+        messages[..],
+        "the port's error keeps the store's chain"
+    );
+    assert_eq!(
+        levels.len(),
+        3,
+        "task, store, the database's own error: {levels:?}"
+    );
+    for pair in levels.windows(2) {
+        assert!(
+            !pair[0].contains(&pair[1]),
+            "{:?} repeats its cause {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let database = &levels[2];
+    assert!(
+        !database.is_empty() && !database.contains("error returned from database"),
+        "{database}"
+    );
+    let sentence = tramline_core::error::sentence(&failed);
+    assert_eq!(sentence.matches(database.as_str()).count(), 1, "{sentence}");
+}
+
 #[tokio::test]
 async fn an_unsupported_url_is_refused_without_leaking_its_password() {
     let err = Db::connect("oracle://scott:tiger@db/x", &DbOptions::default())
         .await
         .expect_err("not a dialect of ours");
-    let message = err.to_string();
+    // The whole chain, as a reporter prints it.
+    let message = tramline_core::error::sentence(&err);
     assert!(
         message.contains("unsupported database URL scheme"),
         "{message}"
@@ -110,4 +173,5 @@ async fn an_unsupported_url_is_refused_without_leaking_its_password() {
 on_every_database!(
     contention_is_transient_with_its_cause,
     a_key_violation_is_a_permanent_duplicate,
+    an_error_chain_says_each_part_once,
 );

@@ -42,7 +42,7 @@ impl Handler for Applier {
             .is_ok()
         {
             return Err(Error::Store {
-                store: "test",
+                store: "test".into(),
                 operation: "apply",
                 retry: Some(RetryCause::Busy),
                 source: "busy".into(),

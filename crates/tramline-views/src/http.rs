@@ -76,14 +76,14 @@ fn typed(ty: ColumnType, value: Option<String>) -> Value {
 /// (the cause goes to the log, not to the client).
 fn store_problem(e: SqlError) -> Problem {
     if e.is_transient() {
-        tracing::warn!(error = %e, "view database busy while serving a request");
+        tracing::warn!(error = %tramline_core::error::sentence(&e), "view database busy while serving a request");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the view's database is busy; retry the request",
         )
     } else {
-        tracing::error!(error = %e, "view request failed");
+        tracing::error!(error = %tramline_core::error::sentence(&e), "view request failed");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

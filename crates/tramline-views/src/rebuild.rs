@@ -229,7 +229,7 @@ async fn apply(
         .iter()
         .map(|record| {
             table.declaration().decode(record).unwrap_or_else(|e| {
-                tracing::warn!(topic = %record.envelope.topic, partition = record.partition, offset = record.offset, error = %e, "skipped a record the view cannot apply");
+                tracing::warn!(topic = %record.envelope.topic, partition = record.partition, offset = record.offset, error = %tramline_core::error::sentence(&e), "skipped a record the view cannot apply");
                 report.skipped += 1;
                 None
             })
@@ -247,7 +247,7 @@ async fn apply(
                 {
                     Ok(applied) => report.applied += applied,
                     Err(e) => {
-                        tracing::warn!(topic = %record.envelope.topic, partition = record.partition, offset = record.offset, error = %e, "skipped a record the view cannot apply");
+                        tracing::warn!(topic = %record.envelope.topic, partition = record.partition, offset = record.offset, error = %tramline_core::error::sentence(&e), "skipped a record the view cannot apply");
                         report.skipped += 1;
                     }
                 }

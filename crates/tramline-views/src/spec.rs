@@ -364,6 +364,30 @@ impl ViewSpec {
     }
 
     /// The table of view `name` (its keys under `views.<name>`), or every problem found.
+    ///
+    /// ```
+    /// use tramline_views::ViewSpec;
+    ///
+    /// let spec: ViewSpec = serde_json::from_value(serde_json::json!({
+    ///     "key": "order_id",
+    ///     "database_url": "sqlite://views.db",
+    ///     "listen": "127.0.0.1:8090",
+    ///     "groups": [{ "name": "payment", "ordered_by": "position",
+    ///                  "columns": [{ "name": "payment_status", "type": "text" }] }],
+    ///     "events": [{ "topic": "payments", "type": "PaymentApproved", "group": "payment",
+    ///                  "key": { "field": "orderId" },
+    ///                  "set": { "payment_status": { "value": "APPROVED" } } }],
+    /// }))
+    /// .expect("the declaration's shape");
+    /// let table = spec.table("order_status").expect("a valid declaration");
+    /// assert_eq!(table.declaration().table, "order_status");
+    ///
+    /// // Every problem, by its path:
+    /// let mut wrong = spec.clone();
+    /// wrong.events[0].group = "shipping".into();
+    /// let problems = wrong.table("order_status").expect_err("an unknown group");
+    /// assert!(problems[0].to_string().starts_with("views.order_status.events[0]"));
+    /// ```
     pub fn table(&self, name: &str) -> Result<tramline_sql::ReadModelTable, Vec<SpecProblem>> {
         let at = format!("views.{name}");
         let declaration = self.declaration(name, &at)?;

@@ -875,7 +875,7 @@ pub struct ConfigArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum ConfigCommand {
-    /// Check a configuration file (with the environment's TRAMLINE_<SECTION>__<KEY>
+    /// Check a configuration file (with the environment's `TRAMLINE_<SECTION>__<KEY>`
     /// overrides): report every unknown key and invalid value with its path.
     Check {
         /// The TOML file.

@@ -17,27 +17,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, LaneBy};
-use tramline_core::fault::{Duplicating, Shuffled};
-use tramline_core::ports::{Handler, Transport};
-use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
+use tramline_core::fault::Duplicating;
+use tramline_core::ports::Transport;
 use tramline_core::retry::RetryPolicy;
 use tramline_core::topics::{NameProblem, TopicNames};
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::domain::order::CreateOrder;
-use tramline_orders::events::{ALL_TOPICS, DELIVERY_EVENTS, PAYMENT_EVENTS};
-use tramline_orders::scenario::{Fate, Operator, Scenario};
-use tramline_orders::services::delivery::{self, DeliveryReaction, DeliveryService};
-use tramline_orders::services::order::{self, OrderReaction, OrderService};
-use tramline_orders::services::payment::{self, PaymentReaction, PaymentService};
-use tramline_orders::services::{Reaction, ServiceDb, Subscriber};
-use tramline_orders::view::naive::NaiveProjection;
-use tramline_orders::view::projection::{OrderStatusProjection, ProjectionStats, ViewConsumer};
-use tramline_orders::view::verify::{verify_stores, Verification};
+use tramline_orders::events::ALL_TOPICS;
+use tramline_orders::scenario::{Fate, Scenario};
+use tramline_orders::services::delivery::{self, DeliveryService};
+use tramline_orders::services::order::{self, OrderService};
+use tramline_orders::services::payment::{self, PaymentService};
+use tramline_orders::services::ServiceDb;
+use tramline_orders::system::{self, OrderStatusView, OrderSystem};
+use tramline_orders::view::verify::verify_stores;
 use tramline_orders::view::{self, OrderStatusQuery};
 use tramline_sql::provision::Scratch;
-use tramline_sql::{Db, DbOptions, Dialect, Inbox, OutboxLayout, SqlLog, SqlOutbox};
+use tramline_sql::{DbOptions, Dialect, OutboxLayout, SqlLog};
 
 /// How the view applies events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -328,31 +324,21 @@ impl Placement {
     }
 }
 
-/// The three services, the view and the transport of one run.
-struct System<T> {
-    bus: Arc<Duplicating<T>>,
-    orders: OrderService,
-    payments: PaymentService,
-    deliveries: DeliveryService,
-    view_db: ServiceDb,
+/// The three services' and the view's databases of one run.
+struct Stores {
+    orders: ServiceDb,
+    payments: ServiceDb,
+    deliveries: ServiceDb,
+    view: ServiceDb,
 }
 
-impl<T: Transport> System<T> {
+impl Stores {
     async fn open(
-        transport: T,
         placement: &Placement,
         options: &DbOptions,
-        partitions: i32,
-        duplicates: f64,
         layout: OutboxLayout,
         names: TopicNames,
     ) -> anyhow::Result<Self> {
-        for topic in ALL_TOPICS {
-            transport
-                .create_topic(topic, partitions)
-                .await
-                .with_context(|| format!("while creating topic {topic}"))?;
-        }
         let names = &names;
         let open = |store: &'static str, migrations| async move {
             let url = placement.url(store);
@@ -360,121 +346,17 @@ impl<T: Transport> System<T> {
                 .await
                 .with_context(|| format!("while opening the {store} database"))
         };
-        Ok(System {
-            bus: Arc::new(Duplicating::new(transport, duplicates)?),
-            orders: OrderService::new(open("order", order::migrations).await?),
-            payments: PaymentService::new(open("payment", payment::migrations).await?),
-            deliveries: DeliveryService::new(open("delivery", delivery::migrations).await?),
-            view_db: open("view", view::migrations).await?,
+        Ok(Stores {
+            orders: open("order", order::migrations).await?,
+            payments: open("payment", payment::migrations).await?,
+            deliveries: open("delivery", delivery::migrations).await?,
+            view: open("view", view::migrations).await?,
         })
     }
 
-    fn outboxes(&self) -> [(&'static str, Arc<SqlOutbox>); 3] {
-        [
-            ("order", Arc::clone(&self.orders.db().outbox)),
-            ("payment", Arc::clone(&self.payments.db().outbox)),
-            ("delivery", Arc::clone(&self.deliveries.db().outbox)),
-        ]
-    }
-
     async fn close(&self) {
-        for db in [
-            &self.orders.db().db,
-            &self.payments.db().db,
-            &self.deliveries.db().db,
-            &self.view_db.db,
-        ] {
-            db.close().await;
-        }
-    }
-}
-
-/// The consumer groups of the demo and the topics each reads.
-fn groups() -> [(&'static str, Vec<String>); 5] {
-    let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    [
-        (payment::GROUP, t(payment::TOPICS)),
-        (delivery::GROUP, t(delivery::TOPICS)),
-        (order::GROUP, t(order::TOPICS)),
-        ("operator", t(&[PAYMENT_EVENTS, DELIVERY_EVENTS])),
-        (view::GROUP, t(&ALL_TOPICS)),
-    ]
-}
-
-type Tasks = JoinSet<(String, Result<(), tramline_core::Error>)>;
-
-/// Starts the run's consumers and keeps what is needed to stop and audit them.
-struct Consumers<'a, T> {
-    tasks: &'a mut Tasks,
-    bus: &'a Duplicating<T>,
-    cancel: &'a CancellationToken,
-    /// Every consumer's inbox and its database, to count parked messages afterwards.
-    inboxes: Vec<(Inbox, Db)>,
-    /// Every consumer's counters.
-    stats: Vec<Arc<ConsumerStats>>,
-}
-
-impl<T: Transport> Consumers<'_, T> {
-    /// Subscribes `handler` as `group` and runs it until cancelled.
-    async fn spawn<H: Handler>(
-        &mut self,
-        group: &'static str,
-        handler: Arc<H>,
-        config: ConsumerConfig,
-        shuffle: bool,
-    ) -> anyhow::Result<Arc<ConsumerStats>> {
-        let topics = groups()
-            .into_iter()
-            .find(|(g, _)| *g == group)
-            .map(|(_, t)| t)
-            .expect("every demo group is listed in groups()");
-        let subscription = self
-            .bus
-            .subscribe(group, &topics)
-            .await
-            .with_context(|| format!("while subscribing {group}"))?;
-        let runtime = ConsumerRuntime::new(handler, config);
-        let stats = runtime.stats();
-        self.stats.push(Arc::clone(&stats));
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
-            let r = runtime
-                .run(Shuffled::new(subscription, shuffle), cancel)
-                .await;
-            (group.to_owned(), r)
-        });
-        Ok(stats)
-    }
-
-    /// Runs `reaction` as consumer group `group` on the service database `db`.
-    async fn service<R: Reaction>(
-        &mut self,
-        group: &'static str,
-        db: &ServiceDb,
-        reaction: R,
-        config: ConsumerConfig,
-        shuffle: bool,
-    ) -> anyhow::Result<(Arc<Subscriber<R>>, Arc<ConsumerStats>)> {
-        let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
-        self.inboxes.push((handler.inbox().clone(), db.db.clone()));
-        let stats = self
-            .spawn(group, Arc::clone(&handler), config, shuffle)
-            .await?;
-        Ok((handler, stats))
-    }
-}
-
-/// The view's handler in either strategy, for its counters after the run.
-enum ViewHandler {
-    Upsert(Arc<ViewConsumer>),
-    Naive(Arc<NaiveProjection>),
-}
-
-impl ViewHandler {
-    fn stats(&self) -> &ProjectionStats {
-        match self {
-            ViewHandler::Upsert(s) => s.applier().stats(),
-            ViewHandler::Naive(n) => n.stats(),
+        for db in [&self.orders, &self.payments, &self.deliveries, &self.view] {
+            db.db.close().await;
         }
     }
 }
@@ -539,7 +421,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 if args.delete_topics {
                     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
                     if let Err(e) = kafka.delete_topics(&topics).await {
-                        eprintln!("could not delete the run's topics: {e}");
+                        eprintln!(
+                            "could not delete the run's topics: {}",
+                            tramline_core::error::sentence(&e)
+                        );
                     }
                 }
                 outcome
@@ -605,123 +490,52 @@ async fn run_on<T: Transport>(
     placement: &Placement,
     options: &DbOptions,
 ) -> anyhow::Result<ExitCode> {
-    let sys = System::open(
-        transport,
-        placement,
-        options,
-        args.partitions,
-        args.duplicates,
-        args.outbox_layout.into(),
-        names,
-    )
-    .await?;
-    let outcome = run_system(args, &sys, placement).await;
-    sys.close().await;
+    let stores = Stores::open(placement, options, args.outbox_layout.into(), names).await?;
+    let outcome = run_system(transport, args, &stores, placement).await;
+    stores.close().await;
     outcome
 }
 
-/// Runs the demo on opened stores.
+/// Runs the demo on opened stores: the whole system started by the library's builder,
+/// orders placed until every one has settled, the view verified and reported.
 async fn run_system<T: Transport>(
+    transport: T,
     args: &DemoArgs,
-    sys: &System<T>,
+    stores: &Stores,
     placement: &Placement,
 ) -> anyhow::Result<ExitCode> {
-    let retry = RetryPolicy {
-        max_retries: args.max_retries,
-        ..RetryPolicy::default()
-    };
-    let cancel = CancellationToken::new();
-    let mut tasks = Tasks::new();
-
-    let mut relays: Vec<Arc<RelayStats>> = Vec::new();
-    for (name, outbox) in sys.outboxes() {
-        let config = RelayConfig {
-            retry: retry.clone(),
-            ..RelayConfig::default()
-        };
-        let relay = OutboxRelay::new(outbox, Arc::clone(&sys.bus), config);
-        relays.push(relay.stats());
-        let cancel = cancel.clone();
-        tasks.spawn(async move { (format!("{name} relay"), relay.run(cancel).await) });
-    }
-
-    let mut consumers = Consumers {
-        tasks: &mut tasks,
-        bus: &sys.bus,
-        cancel: &cancel,
-        inboxes: Vec::new(),
-        stats: Vec::new(),
-    };
-    let services = ConsumerConfig {
-        retry: retry.clone(),
-        ..ConsumerConfig::default()
-    };
-    consumers
-        .service(
-            payment::GROUP,
-            sys.payments.db(),
-            PaymentReaction,
-            services.clone(),
-            false,
-        )
-        .await?;
-    consumers
-        .service(
-            delivery::GROUP,
-            sys.deliveries.db(),
-            DeliveryReaction,
-            services.clone(),
-            false,
-        )
-        .await?;
-    consumers
-        .service(
-            order::GROUP,
-            sys.orders.db(),
-            OrderReaction,
-            services.clone(),
-            false,
-        )
-        .await?;
+    let bus = Arc::new(Duplicating::new(transport, args.duplicates)?);
     let scenario = Scenario::default();
-    let operator = Operator::new(scenario, sys.payments.clone(), sys.deliveries.clone());
-    consumers
-        .spawn("operator", Arc::new(operator), services, false)
-        .await?;
-
-    let mut view_config = ConsumerConfig {
-        workers: args.consumers,
-        retry,
-        ..ConsumerConfig::default()
-    };
-    let view = view::GROUP;
-    let (view_handler, view_stats) = match args.strategy {
-        Strategy::Upsert => {
-            let h = Arc::new(OrderStatusProjection::consumer(&sys.view_db, view));
-            consumers
-                .inboxes
-                .push((h.inbox().clone(), sys.view_db.db.clone()));
-            let stats = consumers
-                .spawn(view, Arc::clone(&h), view_config, args.shuffle)
-                .await?;
-            (ViewHandler::Upsert(h), stats)
-        }
-        Strategy::Naive => {
-            // The seed: one consumer thread per topic, one event at a time.
-            view_config.lane_by = LaneBy::Topic;
-            view_config.batch_max = 1;
-            let h = Arc::new(NaiveProjection::new(sys.view_db.clone(), view));
-            consumers
-                .inboxes
-                .push((h.inbox().clone(), sys.view_db.db.clone()));
-            let stats = consumers
-                .spawn(view, Arc::clone(&h), view_config, args.shuffle)
-                .await?;
-            (ViewHandler::Naive(h), stats)
-        }
-    };
-    let all_inboxes = consumers.inboxes;
-    let all_stats = consumers.stats;
+    let outboxes = [
+        ("order", stores.orders.clone()),
+        ("payment", stores.payments.clone()),
+        ("delivery", stores.deliveries.clone()),
+    ];
+    let system = OrderSystem::builder(Arc::clone(&bus))
+        .create_topics(args.partitions)
+        .retry(RetryPolicy {
+            max_retries: args.max_retries,
+            ..RetryPolicy::default()
+        })
+        .order(stores.orders.clone(), None)
+        .payment(stores.payments.clone(), None)
+        .delivery(stores.deliveries.clone(), None)
+        .operator(scenario)
+        .relays(outboxes, None)
+        .view(OrderStatusView {
+            workers: args.consumers,
+            strategy: match args.strategy {
+                Strategy::Upsert => system::Strategy::Upsert,
+                Strategy::Naive => system::Strategy::Naive,
+            },
+            shuffle: args.shuffle,
+            ..OrderStatusView::new(stores.view.clone())
+        })
+        .start()
+        .await
+        .context("while starting the system")?;
+    let monitor = system.monitor();
+    let view_stats = || monitor.view().expect("the demo runs the view");
 
     let progress = if args.json {
         ProgressBar::hidden()
@@ -738,84 +552,76 @@ async fn run_system<T: Transport>(
 
     let started = Instant::now();
     let expected = Arc::new(Placed::default());
-    let driver = tokio::spawn(drive(
-        sys.orders.clone(),
-        scenario,
-        args.orders,
-        args.clients,
-        args.order_batch,
-        Arc::clone(&expected),
-    ));
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    let mut driver = Some(driver);
-    let settled = loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = tokio::signal::ctrl_c() => {
-                cancel.cancel();
-                bail!("interrupted{}", kept(&args.data_dir));
-            }
-        }
-        if let Some(joined) = tasks.try_join_next() {
-            cancel.cancel();
-            let (name, r) = joined.context("a relay or consumer task panicked")?;
-            match r {
-                Err(e) => return Err(e).context(format!("while running the {name}")),
-                Ok(()) => bail!("the {name} stopped unexpectedly"),
-            }
-        }
-        let applied = view_stats.applied.load(Ordering::Relaxed);
-        progress.set_length(expected.events.load(Ordering::Relaxed).max(args.orders));
-        progress.set_position(applied);
-        progress.set_message(format!(
-            "{}/{} orders placed, {:.0} events/s",
-            expected.orders.load(Ordering::Relaxed),
+    let settle = async {
+        let placing = drive(
+            OrderService::new(stores.orders.clone()),
+            scenario,
             args.orders,
-            applied as f64 / started.elapsed().as_secs_f64().max(1e-3)
-        ));
-        if driver.as_ref().is_some_and(|d| d.is_finished()) {
-            if let Some(d) = driver.take() {
-                d.await
-                    .context("while placing orders")?
-                    .context("while placing orders")?;
-                tracing::info!(
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "all orders placed"
+            args.clients,
+            args.order_batch,
+            Arc::clone(&expected),
+        );
+        tokio::pin!(placing);
+        let mut placed = false;
+        let deadline = started + Duration::from_secs(args.timeout_secs);
+        loop {
+            tokio::select! {
+                done = &mut placing, if !placed => {
+                    done.context("while placing orders")?;
+                    placed = true;
+                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "all orders placed");
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::signal::ctrl_c() => bail!("interrupted{}", kept(&args.data_dir)),
+            }
+            let applied = view_stats().applied.load(Ordering::Relaxed);
+            progress.set_length(expected.events.load(Ordering::Relaxed).max(args.orders));
+            progress.set_position(applied);
+            progress.set_message(format!(
+                "{}/{} orders placed, {:.0} events/s",
+                expected.orders.load(Ordering::Relaxed),
+                args.orders,
+                applied as f64 / started.elapsed().as_secs_f64().max(1e-3)
+            ));
+            if placed
+                && monitor
+                    .settled()
+                    .await
+                    .context("while checking whether the system settled")?
+            {
+                return Ok(started.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the system did not settle within {} s (see --timeout-secs){}",
+                    args.timeout_secs,
+                    kept(&args.data_dir)
                 );
             }
         }
-        if driver.is_none() && quiescent(sys, &relays).await? {
-            break started.elapsed();
-        }
-        if Instant::now() > deadline {
-            cancel.cancel();
-            bail!(
-                "the system did not settle within {} s (see --timeout-secs){}",
-                args.timeout_secs,
-                kept(&args.data_dir)
-            );
-        }
     };
+    let settled = system
+        .run(settle, Duration::from_secs(60))
+        .await
+        .context("while running the system")??;
     progress.finish_and_clear();
-    cancel.cancel();
-    while let Some(joined) = tasks.join_next().await {
-        let (name, r) = joined.context("a task panicked")?;
-        r.with_context(|| format!("while stopping the {name}"))?;
-    }
 
-    let verification = verify_view(sys).await?;
-    let mut parked = 0;
-    for (inbox, db) in &all_inboxes {
-        parked += inbox
-            .parked(db)
-            .await
-            .context("while counting parked messages")?;
-    }
-    let applied = view_stats.applied.load(Ordering::Relaxed);
-    let duplicate_key_errors = view_handler
-        .stats()
-        .duplicate_key_errors
-        .load(Ordering::Relaxed);
+    let verification = verify_stores(
+        &OrderService::new(stores.orders.clone()),
+        &PaymentService::new(stores.payments.clone()),
+        &DeliveryService::new(stores.deliveries.clone()),
+        &OrderStatusQuery::new(stores.view.clone()),
+    )
+    .await
+    .context("while reading state for verification")?;
+    let parked = monitor
+        .parked()
+        .await
+        .context("while counting parked messages")?;
+    let applied = view_stats().applied.load(Ordering::Relaxed);
+    let duplicate_key_errors = monitor
+        .projection()
+        .map_or(0, |p| p.duplicate_key_errors.load(Ordering::Relaxed));
     let report = Report {
         strategy: args.strategy,
         transport: args.transport,
@@ -823,13 +629,10 @@ async fn run_system<T: Transport>(
         consumers: args.consumers,
         shuffle: args.shuffle,
         duplicate_fraction: args.duplicates,
-        events_published: relays
-            .iter()
-            .map(|r| r.published.load(Ordering::SeqCst))
-            .sum(),
-        duplicates_injected: sys.bus.injected(),
+        events_published: monitor.published(),
+        duplicates_injected: bus.injected(),
         events_applied: applied,
-        duplicates_skipped: view_stats.duplicates.load(Ordering::Relaxed),
+        duplicates_skipped: view_stats().duplicates.load(Ordering::Relaxed),
         view_rows: verification.view_rows,
         mismatched_rows: verification.mismatched_rows,
         missing_rows: verification.missing_rows,
@@ -837,13 +640,10 @@ async fn run_system<T: Transport>(
         corrupt_columns: verification.corrupt_columns,
         duplicate_key_errors,
         parked,
-        retries: retries_by_cause(&relays, &all_stats),
+        retries: monitor.retries_by_cause(),
         databases: placement.redacted(),
-        relay_batches: relays
-            .iter()
-            .map(|r| r.batches.load(Ordering::Relaxed))
-            .sum(),
-        view_batches: view_stats.batches.load(Ordering::Relaxed),
+        relay_batches: monitor.relay_batches(),
+        view_batches: view_stats().batches.load(Ordering::Relaxed),
         elapsed_ms: settled.as_millis() as u64,
         events_per_sec: applied as f64 / settled.as_secs_f64().max(1e-9),
         correct: verification.is_correct() && duplicate_key_errors == 0 && parked == 0,
@@ -863,24 +663,6 @@ async fn run_system<T: Transport>(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Retries of every relay and consumer, summed by cause.
-fn retries_by_cause(
-    relays: &[Arc<RelayStats>],
-    consumers: &[Arc<ConsumerStats>],
-) -> std::collections::BTreeMap<&'static str, u64> {
-    let mut total = std::collections::BTreeMap::new();
-    let counters = relays
-        .iter()
-        .map(|r| &r.retries)
-        .chain(consumers.iter().map(|c| &c.retries));
-    for counter in counters {
-        for (cause, n) in counter.snapshot() {
-            *total.entry(cause).or_insert(0) += n;
-        }
-    }
-    total
 }
 
 /// What the order clients have done so far, for the progress bar.
@@ -951,53 +733,6 @@ async fn drive(
         joined.context("an order client panicked")??;
     }
     Ok(())
-}
-
-/// True when no record is uncommitted, no outbox holds a message, and no relay published
-/// while this was being checked.
-async fn quiescent<T: Transport>(
-    sys: &System<T>,
-    relays: &[Arc<RelayStats>],
-) -> anyhow::Result<bool> {
-    let published = || -> u64 {
-        relays
-            .iter()
-            .map(|r| r.published.load(Ordering::SeqCst))
-            .sum()
-    };
-    let before = published();
-    for (group, topics) in groups() {
-        if sys
-            .bus
-            .lag(group, &topics)
-            .await
-            .context("while reading consumer lag")?
-            > 0
-        {
-            return Ok(false);
-        }
-    }
-    for (name, outbox) in sys.outboxes() {
-        let backlog = outbox
-            .backlog()
-            .await
-            .with_context(|| format!("while reading the {name} outbox backlog"))?;
-        if backlog > 0 {
-            return Ok(false);
-        }
-    }
-    Ok(published() == before)
-}
-
-async fn verify_view<T: Transport>(sys: &System<T>) -> anyhow::Result<Verification> {
-    verify_stores(
-        &sys.orders,
-        &sys.payments,
-        &sys.deliveries,
-        &OrderStatusQuery::new(sys.view_db.clone()),
-    )
-    .await
-    .context("while reading state for verification")
 }
 
 fn print_human(r: &Report) {

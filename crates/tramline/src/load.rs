@@ -247,7 +247,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                         None
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "an order request failed");
+                        tracing::warn!(error = %tramline_core::error::sentence(&e), "an order request failed");
                         None
                     }
                 };

@@ -58,25 +58,9 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", sentence(&e));
+            // Every error says its own part once; `{:#}` joins the chain.
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes as one sentence, each cause once: store errors repeat their
-/// driver's message in their own, so a cause already said by the layer above is skipped.
-fn sentence(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let message = cause.to_string();
-        if out.contains(&message) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&message);
-    }
-    out
 }

@@ -3,16 +3,15 @@
 //! `/metrics`.
 //!
 //! The libraries emit through the `metrics` facade (names in docs/METRICS.md); this module
-//! only installs the recorder, sets the histogram buckets and adds the HTTP metrics.
+//! only installs the recorder and sets the histogram buckets (the HTTP metrics are counted by
+//! `tramline_orders::http::instrumented`).
 
 use crate::config::{LogConfig, LogFormat};
 use anyhow::Context;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Logs of the commands other than `serve`: warnings and errors on stderr, or what
@@ -99,28 +98,4 @@ pub fn metrics_route(handle: PrometheusHandle) -> axum::Router {
             )
         }),
     )
-}
-
-/// Counts and times every request by service, method, route template and status:
-/// `tramline_http_requests_total` and `tramline_http_request_duration_seconds`.
-pub async fn http_metrics(service: &'static str, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [
-        ("service", service.to_owned()),
-        ("method", method),
-        ("route", route),
-        ("status", status),
-    ];
-    metrics::counter!("tramline_http_requests_total", &labels).increment(1);
-    metrics::histogram!("tramline_http_request_duration_seconds", &labels[..3])
-        .record(started.elapsed().as_secs_f64());
-    response
 }

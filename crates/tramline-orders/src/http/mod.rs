@@ -55,13 +55,13 @@ pub async fn ready(State(readiness): State<Readiness>) -> Result<Json<Status>, P
         )
     };
     if let Err(e) = readiness.db.ping("ready").await {
-        tracing::warn!(error = %e, "not ready");
+        tracing::warn!(error = %tramline_core::error::sentence(&e), "not ready");
         return Err(unavailable("the service's database"));
     }
     for probe in readiness.probes.iter() {
         if let Err(e) = (probe.check)().await {
-            tracing::warn!(error = %e, probe = probe.name, "not ready");
-            return Err(unavailable(probe.name));
+            tracing::warn!(error = %e, probe = %probe.name, "not ready");
+            return Err(unavailable(&probe.name));
         }
     }
     Ok(Json(Status { status: "ok" }))
@@ -80,19 +80,19 @@ pub type ProbeFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), String>>
 /// One more thing `/ready` checks besides the service's database, e.g. that the broker answers.
 #[derive(Clone)]
 pub struct Probe {
-    name: &'static str,
+    name: std::borrow::Cow<'static, str>,
     check: Arc<dyn Fn() -> ProbeFuture + Send + Sync>,
 }
 
 impl Probe {
     /// A check named `name` (said in the 503 when it fails, e.g. "the Kafka brokers").
-    pub fn new<F, Fut>(name: &'static str, check: F) -> Self
+    pub fn new<F, Fut>(name: impl Into<std::borrow::Cow<'static, str>>, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         Probe {
-            name,
+            name: name.into(),
             check: Arc::new(move || Box::pin(check())),
         }
     }
@@ -198,6 +198,58 @@ async fn require_bearer(State(token): State<Arc<str>>, request: Request, next: N
 /// Compares two secrets in time that does not depend on where they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A listener's outer layers: every request counted and timed by service, method, route
+/// template and status (`tramline_http_requests_total`,
+/// `tramline_http_request_duration_seconds`), and answered 503 past `timeout`.
+pub fn instrumented(service: &str, routes: Router, timeout: std::time::Duration) -> Router {
+    let service: Arc<str> = Arc::from(service);
+    routes
+        .layer(axum::middleware::from_fn(move |r, n| {
+            time_limit(timeout, r, n)
+        }))
+        .layer(axum::middleware::from_fn(move |r, n| {
+            count_and_time(Arc::clone(&service), r, n)
+        }))
+}
+
+/// Answers 503 (a problem) when a request takes longer than `limit`.
+async fn time_limit(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn count_and_time(service: Arc<str>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("service", service.to_string()),
+        ("method", method),
+        ("route", route),
+        ("status", status),
+    ];
+    metrics::counter!("tramline_http_requests_total", &labels).increment(1);
+    metrics::histogram!("tramline_http_request_duration_seconds", &labels[..3])
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Answers any unknown route with a 404 problem.

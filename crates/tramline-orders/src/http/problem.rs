@@ -27,7 +27,7 @@ impl From<OrderSystemError> for Problem {
                 Problem::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
             }
             OrderSystemError::Store(s) if s.is_transient() => {
-                tracing::warn!(error = %e, "store busy while serving a request");
+                tracing::warn!(error = %tramline_core::error::sentence(&e), "store busy while serving a request");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -36,7 +36,7 @@ impl From<OrderSystemError> for Problem {
             }
             _ => {
                 // The cause goes to the log, not to the client (it may name internals).
-                tracing::error!(error = %e, "request failed");
+                tracing::error!(error = %tramline_core::error::sentence(&e), "request failed");
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

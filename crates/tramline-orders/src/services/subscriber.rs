@@ -40,7 +40,10 @@ pub struct Reacting<R> {
 impl<R: Reaction> Apply for Reacting<R> {
     type Item = DomainEvent;
     type Output = Vec<DomainEvent>;
-    const STORE: &'static str = R::STORE;
+
+    fn store(&self) -> &str {
+        R::STORE
+    }
 
     fn decode(&self, record: &Record) -> std::result::Result<Option<DomainEvent>, Error> {
         DomainEvent::decode(&record.envelope)

@@ -47,6 +47,7 @@ fn column_values(row: &OrderStatusRow) -> [Arg; 13] {
 }
 
 /// The seed's read-then-write-the-whole-row projection.
+#[derive(Debug)]
 pub struct NaiveProjection {
     db: ServiceDb,
     query: OrderStatusQuery,

@@ -158,7 +158,10 @@ impl OrderStatusProjection {
 impl Apply for OrderStatusProjection {
     type Item = KeyedChange;
     type Output = ();
-    const STORE: &'static str = super::STORE;
+
+    fn store(&self) -> &str {
+        super::STORE
+    }
 
     fn decode(&self, record: &Record) -> Result<Option<KeyedChange>, Error> {
         let e = &record.envelope;

@@ -3,7 +3,7 @@
 //! same at any depth). Rows a group deleted are never returned. Values come back as their
 //! column type's canonical text (see [`canonical`]).
 
-use super::{read_back, select_expr, ReadModelTable, STORE};
+use super::{read_back, select_expr, ReadModelTable};
 use crate::{Db, Dialect, SqlError, Stmt};
 use std::collections::BTreeMap;
 use tramline_core::readmodel::ColumnType;
@@ -199,7 +199,7 @@ impl ReadModelTable {
     }
 
     async fn fetch(&self, db: &Db, stmt: &Stmt, what: &'static str) -> Result<Vec<Row>, SqlError> {
-        let found: Vec<Row> = db.fetch_json(stmt, STORE, what).await?;
+        let found: Vec<Row> = db.fetch_json(stmt, &self.store, what).await?;
         let types: BTreeMap<&str, ColumnType> = self.columns().into_iter().collect();
         Ok(found
             .into_iter()

@@ -1,0 +1,865 @@
+//! The order system assembled in one place, for `tramline demo`, `tramline serve` and the
+//! in-process end-to-end tests alike: the roles a process runs (command services with their
+//! consumers, relays, the Order Status View, declared views, the back-office operator) and
+//! their HTTP APIs, on one transport, under one [`Supervisor`] — the first failure stops the
+//! rest, and stopping drains the listeners first (their last requests still reach the
+//! outboxes), then relays and consumers (which commit their offsets), within a deadline.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tramline_orders::services::{order, payment, delivery, ServiceDb};
+//! use tramline_orders::system::{OrderStatusView, OrderSystem};
+//! use tramline_orders::view;
+//! use tramline_sql::{DbOptions, SqlLog};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = DbOptions::default();
+//! let log = Arc::new(SqlLog::open("sqlite://data/log.db", &options).await?);
+//! let open = |url, m| ServiceDb::open(url, &options, m);
+//! let orders = open("sqlite://data/order.db", order::migrations).await?;
+//! let payments = open("sqlite://data/payment.db", payment::migrations).await?;
+//! let deliveries = open("sqlite://data/delivery.db", delivery::migrations).await?;
+//! let view_db = open("sqlite://data/view.db", view::migrations).await?;
+//! let system = OrderSystem::builder(log)
+//!     .create_topics(4)
+//!     .order(orders.clone(), None)
+//!     .payment(payments.clone(), None)
+//!     .delivery(deliveries.clone(), None)
+//!     .relays([("order", orders), ("payment", payments), ("delivery", deliveries)], None)
+//!     .view(OrderStatusView::new(view_db))
+//!     .start()
+//!     .await?;
+//! system.run(tokio::signal::ctrl_c(), Duration::from_secs(30)).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::events::ALL_TOPICS;
+use crate::http::{self, ApiOptions, Probe};
+use crate::scenario::{Operator, Scenario};
+use crate::services::delivery::{self, DeliveryReaction, DeliveryService};
+use crate::services::order::{self, OrderReaction, OrderService};
+use crate::services::payment::{self, PaymentReaction, PaymentService};
+use crate::services::{Reaction, ServiceDb, Subscriber};
+use crate::view::naive::NaiveProjection;
+use crate::view::projection::{OrderStatusProjection, ProjectionStats};
+use crate::view::{self, OrderStatusQuery};
+use axum::Router;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, LaneBy};
+use tramline_core::ports::{Handler, Transport};
+use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
+use tramline_core::retry::RetryPolicy;
+use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
+use tramline_core::Error;
+use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
+use tramline_sql::{Db, Inbox, SqlError, SqlOutbox};
+use tramline_views::http::ViewQuery;
+use utoipa::OpenApi;
+
+/// Why the system could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SystemError {
+    /// A topic could not be created.
+    #[error("cannot create topic {topic}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// The transport's error.
+        #[source]
+        source: Error,
+    },
+    /// A consumer group could not join its topics.
+    #[error("cannot subscribe consumer group {group} to {}", topics.join(", "))]
+    Subscribe {
+        /// The group.
+        group: String,
+        /// Its topics.
+        topics: Vec<String>,
+        /// The transport's error.
+        #[source]
+        source: Error,
+    },
+    /// A listener could not bind its address.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The listener (`order`, `view`, a declared view's name, …).
+        name: String,
+        /// The address asked for.
+        address: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A role needs another that was not given.
+    #[error("{0}")]
+    Missing(&'static str),
+}
+
+/// The order system's builder; see the [module](self).
+#[derive(Debug)]
+pub struct OrderSystem;
+
+impl OrderSystem {
+    /// A builder of the roles to run on `transport`.
+    pub fn builder<T: Transport>(transport: Arc<T>) -> SystemBuilder<T> {
+        SystemBuilder {
+            transport,
+            retry: RetryPolicy::default(),
+            relay: RelayConfig::default(),
+            partitions: None,
+            http: None,
+            order: None,
+            payment: None,
+            delivery: None,
+            operator: None,
+            relays: None,
+            view: None,
+            declared: Vec::new(),
+        }
+    }
+}
+
+/// How the Order Status View consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// tramline's projection: per-column guarded upserts (exact).
+    #[default]
+    Upsert,
+    /// The seed's naive read-then-write, one consumer per topic (a baseline; it breaks).
+    Naive,
+}
+
+/// The Order Status View role: its consumer and, with an address, its query API.
+#[derive(Debug, Clone)]
+pub struct OrderStatusView {
+    /// The view's database (the consumer's pool).
+    pub db: ServiceDb,
+    /// A pool of its own for the query API, so readers never take the consumer's
+    /// connections; `None`: the consumer's.
+    pub queries: Option<ServiceDb>,
+    /// Where the query API listens; `None`: no API.
+    pub listen: Option<String>,
+    /// The consumer group.
+    pub group: String,
+    /// Concurrent workers (lanes by key).
+    pub workers: usize,
+    /// How it applies events.
+    pub strategy: Strategy,
+    /// Shuffles each polled batch (a fault injection: reordering across keys).
+    #[cfg(feature = "fault")]
+    pub shuffle: bool,
+}
+
+impl OrderStatusView {
+    /// The view on `db` as group [`view::GROUP`] with the default workers, no API.
+    pub fn new(db: ServiceDb) -> Self {
+        OrderStatusView {
+            db,
+            queries: None,
+            listen: None,
+            group: view::GROUP.to_owned(),
+            workers: ConsumerConfig::default().workers,
+            strategy: Strategy::Upsert,
+            #[cfg(feature = "fault")]
+            shuffle: false,
+        }
+    }
+
+    /// Whether each polled batch is shuffled (only with the `fault` feature).
+    fn shuffled(&self) -> bool {
+        #[cfg(feature = "fault")]
+        return self.shuffle;
+        #[cfg(not(feature = "fault"))]
+        false
+    }
+}
+
+/// A declared view (see `tramline-views`): its consumer and, with an address, its query API.
+#[derive(Debug, Clone)]
+pub struct DeclaredView {
+    /// The view's name (its listener and metrics label).
+    pub name: String,
+    /// The database its consumer writes.
+    pub db: Db,
+    /// The query API's pool.
+    pub queries: Db,
+    /// Its table.
+    pub table: ReadModelTable,
+    /// The consumer group.
+    pub group: String,
+    /// The topics it reads.
+    pub topics: Vec<String>,
+    /// Concurrent workers.
+    pub workers: usize,
+    /// The collection's path, e.g. `/order-status`.
+    pub route: String,
+    /// Where the query API listens; `None`: no API.
+    pub listen: Option<String>,
+}
+
+/// What every listener shares.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    /// Bearer token and readiness probes of every API.
+    pub api: ApiOptions,
+    /// Requests running longer are answered 503.
+    pub request_timeout: Duration,
+    /// Routes merged into every listener (e.g. `/metrics`).
+    pub extra: Option<Router>,
+    /// How long `Idempotency-Key` records are kept; purged hourly by the command services.
+    pub idempotency_retention: Duration,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("api", &self.api)
+            .field("request_timeout", &self.request_timeout)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An outbox's service database, by the name its relay has.
+type NamedOutbox = (String, ServiceDb);
+
+/// The roles one process runs; [`SystemBuilder::start`] starts them.
+#[derive(Debug)]
+pub struct SystemBuilder<T> {
+    transport: Arc<T>,
+    retry: RetryPolicy,
+    relay: RelayConfig,
+    partitions: Option<i32>,
+    http: Option<HttpOptions>,
+    order: Option<(ServiceDb, Option<String>)>,
+    payment: Option<(ServiceDb, Option<String>)>,
+    delivery: Option<(ServiceDb, Option<String>)>,
+    operator: Option<Scenario>,
+    relays: Option<(Vec<NamedOutbox>, Option<String>)>,
+    view: Option<OrderStatusView>,
+    declared: Vec<DeclaredView>,
+}
+
+impl<T: Transport> SystemBuilder<T> {
+    /// Creates the topics the roles read and write, with `partitions` partitions, before
+    /// anything starts (an existing topic is left as it is).
+    pub fn create_topics(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// The retry policy of every relay and consumer.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The relays' settings (batch size, idle poll); each relay's name is its outbox's.
+    pub fn relay_config(mut self, config: RelayConfig) -> Self {
+        self.relay = config;
+        self
+    }
+
+    /// Serves the APIs of the roles given an address, with these options. Without it no
+    /// listener starts, whatever the addresses.
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = Some(options);
+        self
+    }
+
+    /// The order service: its consumer of payment and delivery events, and its API at
+    /// `listen`.
+    pub fn order(mut self, db: ServiceDb, listen: Option<String>) -> Self {
+        self.order = Some((db, listen));
+        self
+    }
+
+    /// The payment service: its consumer of order events, and its API at `listen`.
+    pub fn payment(mut self, db: ServiceDb, listen: Option<String>) -> Self {
+        self.payment = Some((db, listen));
+        self
+    }
+
+    /// The delivery service: its consumer of payment events, and its API at `listen`.
+    pub fn delivery(mut self, db: ServiceDb, listen: Option<String>) -> Self {
+        self.delivery = Some((db, listen));
+        self
+    }
+
+    /// The back office deciding payments and moving deliveries by `scenario` (the demo's
+    /// stand-in for people); needs the payment and delivery services.
+    pub fn operator(mut self, scenario: Scenario) -> Self {
+        self.operator = Some(scenario);
+        self
+    }
+
+    /// One relay per outbox, named by its service; with `listen`, a listener with their
+    /// health checks.
+    pub fn relays<N: Into<String>>(
+        mut self,
+        outboxes: impl IntoIterator<Item = (N, ServiceDb)>,
+        listen: Option<String>,
+    ) -> Self {
+        let outboxes = outboxes.into_iter().map(|(n, db)| (n.into(), db)).collect();
+        self.relays = Some((outboxes, listen));
+        self
+    }
+
+    /// The Order Status View.
+    pub fn view(mut self, view: OrderStatusView) -> Self {
+        self.view = Some(view);
+        self
+    }
+
+    /// A declared view.
+    pub fn declared_view(mut self, view: DeclaredView) -> Self {
+        self.declared.push(view);
+        self
+    }
+
+    /// The topics the roles read and write.
+    fn topics(&self) -> Vec<String> {
+        let order_system = self.order.is_some()
+            || self.payment.is_some()
+            || self.delivery.is_some()
+            || self.relays.is_some()
+            || self.view.is_some();
+        let mut topics: Vec<String> = Vec::new();
+        if order_system {
+            topics.extend(ALL_TOPICS.iter().map(|t| t.to_string()));
+        }
+        for v in &self.declared {
+            for t in &v.topics {
+                if !topics.contains(t) {
+                    topics.push(t.clone());
+                }
+            }
+        }
+        topics
+    }
+
+    /// Creates the topics (if asked), subscribes every consumer, binds every listener and
+    /// starts it all; nothing runs until [`System::run`].
+    pub async fn start(self) -> Result<System<T>, SystemError> {
+        if let Some(partitions) = self.partitions {
+            for topic in self.topics() {
+                self.transport
+                    .create_topic(&topic, partitions)
+                    .await
+                    .map_err(|source| SystemError::Topic { topic, source })?;
+            }
+        }
+        let mut supervisor = Supervisor::new();
+        let http_stage = supervisor.stage("listeners");
+        let work = supervisor.stage("relays and consumers");
+        let mut s = Starting {
+            transport: Arc::clone(&self.transport),
+            retry: self.retry.clone(),
+            http: self.http.clone(),
+            supervisor,
+            http_stage,
+            work,
+            listeners: Vec::new(),
+            monitor: Monitor {
+                transport: Arc::clone(&self.transport),
+                relays: Vec::new(),
+                consumers: Vec::new(),
+                view: None,
+            },
+        };
+        let api = self
+            .http
+            .as_ref()
+            .map(|h| h.api.clone())
+            .unwrap_or_default();
+        if let Some((db, listen)) = &self.order {
+            s.service(order::GROUP, order::TOPICS, db, OrderReaction)
+                .await?;
+            let routes = http::order::router(OrderService::new(db.clone()), &api);
+            s.listen("order", listen, routes);
+        }
+        if let Some((db, listen)) = &self.payment {
+            s.service(payment::GROUP, payment::TOPICS, db, PaymentReaction)
+                .await?;
+            let routes = http::payment::router(PaymentService::new(db.clone()), &api);
+            s.listen("payment", listen, routes);
+        }
+        if let Some((db, listen)) = &self.delivery {
+            s.service(delivery::GROUP, delivery::TOPICS, db, DeliveryReaction)
+                .await?;
+            let routes = http::delivery::router(DeliveryService::new(db.clone()), &api);
+            s.listen("delivery", listen, routes);
+        }
+        if let Some(scenario) = self.operator {
+            let (Some((payments, _)), Some((deliveries, _))) = (&self.payment, &self.delivery)
+            else {
+                return Err(SystemError::Missing(
+                    "the operator needs the payment and delivery services",
+                ));
+            };
+            let operator = Operator::new(
+                scenario,
+                PaymentService::new(payments.clone()),
+                DeliveryService::new(deliveries.clone()),
+            );
+            let topics = [
+                crate::events::PAYMENT_EVENTS,
+                crate::events::DELIVERY_EVENTS,
+            ];
+            let config = s.config("operator", ConsumerConfig::default().workers);
+            s.consume("operator", &topics, Arc::new(operator), config, None, false)
+                .await?;
+        }
+        for v in &self.declared {
+            let projection = Arc::new(ReadModelProjection::new(
+                v.db.clone(),
+                &v.group,
+                v.table.clone(),
+            ));
+            let inbox = (projection.inbox().clone(), v.db.clone());
+            let topics: Vec<&str> = v.topics.iter().map(String::as_str).collect();
+            let config = s.config(&v.group, v.workers);
+            s.consume(&v.group, &topics, projection, config, Some(inbox), false)
+                .await?;
+            let document = tramline_views::http::openapi(&v.name, &v.route, &v.table)
+                .merge_from(http::OperationsApi::openapi());
+            let query = ViewQuery::new(
+                v.queries.clone(),
+                Arc::new(v.table.clone()),
+                v.route.clone(),
+            );
+            let routes = tramline_views::http::router(query);
+            let routes = http::service(routes, document, v.queries.clone(), &api);
+            s.listen(&v.name, &v.listen, routes);
+        }
+        if let Some(v) = &self.view {
+            s.order_status_view(v, &api).await?;
+        }
+        if let Some((outboxes, listen)) = &self.relays {
+            for (name, db) in outboxes {
+                let config = RelayConfig {
+                    name: name.clone(),
+                    retry: self.retry.clone(),
+                    ..self.relay.clone()
+                };
+                s.relay(name, db, config);
+            }
+            if let Some(first) = outboxes.first() {
+                // Ready when the transport and every outbox's database answer.
+                let mut options = ApiOptions {
+                    bearer_token: None,
+                    probes: api.probes.clone(),
+                };
+                for (name, db) in &outboxes[1..] {
+                    let db = db.db.clone();
+                    options
+                        .probes
+                        .push(Probe::new(format!("the {name} database"), move || {
+                            ping(db.clone())
+                        }));
+                }
+                let document = http::OperationsApi::openapi();
+                let routes = http::service(Router::new(), document, first.1.db.clone(), &options);
+                s.listen("relay", listen, routes);
+            }
+        }
+        if let Some(options) = &self.http {
+            let retention = options.idempotency_retention;
+            for (name, db) in [("order", &self.order), ("payment", &self.payment)]
+                .into_iter()
+                .chain([("delivery", &self.delivery)])
+            {
+                if let Some((db, Some(_))) = db {
+                    s.purge_idempotency_keys(name, db, retention);
+                }
+            }
+        }
+        s.bind().await
+    }
+}
+
+/// Whether `db` answers, for `/ready`.
+async fn ping(db: Db) -> Result<(), String> {
+    db.ping("ready")
+        .await
+        .map_err(|e| tramline_core::error::sentence(&e))
+}
+
+/// A system being started.
+struct Starting<T> {
+    transport: Arc<T>,
+    retry: RetryPolicy,
+    http: Option<HttpOptions>,
+    supervisor: Supervisor,
+    http_stage: Stage,
+    work: Stage,
+    listeners: Vec<(String, String, Router)>,
+    monitor: Monitor<T>,
+}
+
+impl<T: Transport> Starting<T> {
+    fn config(&self, group: &str, workers: usize) -> ConsumerConfig {
+        ConsumerConfig {
+            name: group.to_owned(),
+            workers,
+            retry: self.retry.clone(),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    /// Subscribes `handler` as `group` to `topics` and runs it in the work stage.
+    async fn consume<H: Handler>(
+        &mut self,
+        group: &str,
+        topics: &[&str],
+        handler: Arc<H>,
+        config: ConsumerConfig,
+        inbox: Option<(Inbox, Db)>,
+        shuffle: bool,
+    ) -> Result<Arc<ConsumerStats>, SystemError> {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let subscription = self
+            .transport
+            .subscribe(group, &topics)
+            .await
+            .map_err(|source| SystemError::Subscribe {
+                group: group.to_owned(),
+                topics: topics.clone(),
+                source,
+            })?;
+        let runtime = ConsumerRuntime::new(handler, config);
+        let stats = runtime.stats();
+        self.monitor.consumers.push(ConsumerInfo {
+            group: group.to_owned(),
+            topics,
+            stats: Arc::clone(&stats),
+            inbox,
+        });
+        #[cfg(feature = "fault")]
+        let subscription = tramline_core::fault::Shuffled::new(subscription, shuffle);
+        #[cfg(not(feature = "fault"))]
+        let _ = shuffle;
+        self.supervisor.spawn(
+            self.work,
+            format!("{group} consumer"),
+            move |stop| async move { runtime.run(subscription, stop).await },
+        );
+        Ok(stats)
+    }
+
+    /// A command service's reaction to upstream events, as `group` on `topics`.
+    async fn service<R: Reaction>(
+        &mut self,
+        group: &str,
+        topics: &[&str],
+        db: &ServiceDb,
+        reaction: R,
+    ) -> Result<(), SystemError> {
+        let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
+        let inbox = Some((handler.inbox().clone(), db.db.clone()));
+        let config = self.config(group, ConsumerConfig::default().workers);
+        self.consume(group, topics, handler, config, inbox, false)
+            .await?;
+        Ok(())
+    }
+
+    async fn order_status_view(
+        &mut self,
+        v: &OrderStatusView,
+        api: &ApiOptions,
+    ) -> Result<(), SystemError> {
+        let mut config = self.config(&v.group, v.workers);
+        let db = v.db.clone();
+        let (stats, handle) = match v.strategy {
+            Strategy::Upsert => {
+                let h = Arc::new(OrderStatusProjection::consumer(&v.db, &v.group));
+                let inbox = Some((h.inbox().clone(), db.db.clone()));
+                let topics = ALL_TOPICS;
+                let stats = self
+                    .consume(
+                        &v.group,
+                        &topics,
+                        Arc::clone(&h),
+                        config,
+                        inbox,
+                        v.shuffled(),
+                    )
+                    .await?;
+                (stats, ViewStats::Upsert(h))
+            }
+            Strategy::Naive => {
+                // The seed: one consumer thread per topic, one event at a time.
+                config.lane_by = LaneBy::Topic;
+                config.batch_max = 1;
+                let h = Arc::new(NaiveProjection::new(db.clone(), &v.group));
+                let inbox = Some((h.inbox().clone(), db.db.clone()));
+                let topics = ALL_TOPICS;
+                let stats = self
+                    .consume(
+                        &v.group,
+                        &topics,
+                        Arc::clone(&h),
+                        config,
+                        inbox,
+                        v.shuffled(),
+                    )
+                    .await?;
+                (stats, ViewStats::Naive(h))
+            }
+        };
+        self.monitor.view = Some((stats, Arc::new(handle)));
+        let queries = v.queries.clone().unwrap_or(db);
+        let routes = http::view::router(OrderStatusQuery::new(queries), api);
+        self.listen("view", &v.listen, routes);
+        Ok(())
+    }
+
+    fn relay(&mut self, name: &str, db: &ServiceDb, config: RelayConfig) {
+        let relay = OutboxRelay::new(Arc::clone(&db.outbox), Arc::clone(&self.transport), config);
+        self.monitor
+            .relays
+            .push((name.to_owned(), relay.stats(), Arc::clone(&db.outbox)));
+        self.supervisor
+            .spawn(self.work, format!("{name} relay"), move |stop| async move {
+                relay.run(stop).await
+            });
+    }
+
+    /// Forgets the service's `Idempotency-Key` records older than `retention`, at start and
+    /// every hour. A failed purge is retried at the next one: it never stops the service.
+    fn purge_idempotency_keys(
+        &mut self,
+        service: &'static str,
+        db: &ServiceDb,
+        retention: Duration,
+    ) {
+        let store = db.idempotency.clone();
+        let name = format!("{service} idempotency purge");
+        self.supervisor.spawn(self.work, name, move |stop| async move {
+            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every_hour.tick() => {}
+                }
+                match store.purge_older_than(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(service, purged = n, "idempotency keys expired"),
+                    Err(e) => tracing::warn!(service, error = %tramline_core::error::sentence(&e), "could not purge idempotency keys; retrying in an hour"),
+                }
+            }
+            Ok::<(), SqlError>(())
+        });
+    }
+
+    /// Prepares `routes` on `address`, if HTTP is on and the role has an address.
+    fn listen(&mut self, name: &str, address: &Option<String>, routes: Router) {
+        let (Some(options), Some(address)) = (&self.http, address) else {
+            return;
+        };
+        let mut routes = routes;
+        if let Some(extra) = &options.extra {
+            routes = routes.merge(extra.clone());
+        }
+        let routes = http::instrumented(name, routes, options.request_timeout);
+        self.listeners
+            .push((name.to_owned(), address.clone(), routes));
+    }
+
+    /// Binds every listener and hands over the system.
+    async fn bind(mut self) -> Result<System<T>, SystemError> {
+        let mut addresses = BTreeMap::new();
+        for (name, address, routes) in std::mem::take(&mut self.listeners) {
+            let listener =
+                TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| SystemError::Listen {
+                        name: name.clone(),
+                        address: address.clone(),
+                        source,
+                    })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| SystemError::Listen {
+                    name: name.clone(),
+                    address: address.clone(),
+                    source,
+                })?;
+            tracing::info!(service = %name, address = %bound, "listening");
+            addresses.insert(name.clone(), bound);
+            self.supervisor.spawn(
+                self.http_stage,
+                format!("{name} listener"),
+                move |stop| async move {
+                    axum::serve(listener, routes)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                },
+            );
+        }
+        Ok(System {
+            supervisor: self.supervisor,
+            monitor: self.monitor,
+            addresses,
+        })
+    }
+}
+
+/// A started system: runs until told to stop; see [`System::run`].
+#[derive(Debug)]
+pub struct System<T> {
+    supervisor: Supervisor,
+    monitor: Monitor<T>,
+    addresses: BTreeMap<String, SocketAddr>,
+}
+
+impl<T: Transport> System<T> {
+    /// Where each listener is bound (by role: `order`, `view`, a declared view's name, …);
+    /// an address with port 0 shows the port it got.
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.addresses.get(name).copied()
+    }
+
+    /// The system's counters and checks, usable while it runs.
+    pub fn monitor(&self) -> Monitor<T> {
+        self.monitor.clone()
+    }
+
+    /// Runs until `until` completes or any part fails, then stops in order within
+    /// `deadline`: the listeners (finishing their requests), then relays and consumers.
+    /// The value of `until`, or the first failure.
+    pub async fn run<R>(
+        self,
+        until: impl Future<Output = R>,
+        deadline: Duration,
+    ) -> Result<R, SupervisorError> {
+        self.supervisor.run(until, deadline).await
+    }
+}
+
+/// The Order Status View's handler, for its counters.
+#[derive(Debug)]
+enum ViewStats {
+    Upsert(Arc<crate::view::projection::ViewConsumer>),
+    Naive(Arc<NaiveProjection>),
+}
+
+/// One consumer's group, topics, counters and inbox.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    /// The consumer group.
+    pub group: String,
+    /// The topics it reads.
+    pub topics: Vec<String>,
+    /// Its counters.
+    pub stats: Arc<ConsumerStats>,
+    /// Its inbox and database, where it parks messages (none for the operator).
+    inbox: Option<(Inbox, Db)>,
+}
+
+/// A running system's counters and checks.
+#[derive(Debug)]
+pub struct Monitor<T> {
+    transport: Arc<T>,
+    relays: Vec<(String, Arc<RelayStats>, Arc<SqlOutbox>)>,
+    consumers: Vec<ConsumerInfo>,
+    view: Option<(Arc<ConsumerStats>, Arc<ViewStats>)>,
+}
+
+impl<T> Clone for Monitor<T> {
+    fn clone(&self) -> Self {
+        Monitor {
+            transport: Arc::clone(&self.transport),
+            relays: self.relays.clone(),
+            consumers: self.consumers.clone(),
+            view: self.view.clone(),
+        }
+    }
+}
+
+impl<T: Transport> Monitor<T> {
+    /// Messages the relays have published.
+    pub fn published(&self) -> u64 {
+        self.relays
+            .iter()
+            .map(|(_, r, _)| r.published.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Relay batches published.
+    pub fn relay_batches(&self) -> u64 {
+        self.relays
+            .iter()
+            .map(|(_, r, _)| r.batches.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Every consumer.
+    pub fn consumers(&self) -> &[ConsumerInfo] {
+        &self.consumers
+    }
+
+    /// The Order Status View consumer's counters.
+    pub fn view(&self) -> Option<&ConsumerStats> {
+        self.view.as_ref().map(|(s, _)| &**s)
+    }
+
+    /// The Order Status View projection's counters (duplicate-key errors, lost updates).
+    pub fn projection(&self) -> Option<&ProjectionStats> {
+        self.view.as_ref().map(|(_, h)| match &**h {
+            ViewStats::Upsert(c) => c.applier().stats(),
+            ViewStats::Naive(n) => n.stats(),
+        })
+    }
+
+    /// Retries of every relay and consumer, summed by cause.
+    pub fn retries_by_cause(&self) -> BTreeMap<&'static str, u64> {
+        let mut total = BTreeMap::new();
+        let counters = self
+            .relays
+            .iter()
+            .map(|(_, r, _)| &r.retries)
+            .chain(self.consumers.iter().map(|c| &c.stats.retries));
+        for counter in counters {
+            for (cause, n) in counter.snapshot() {
+                *total.entry(cause).or_insert(0) += n;
+            }
+        }
+        total
+    }
+
+    /// Messages parked by every consumer with an inbox.
+    pub async fn parked(&self) -> Result<i64, SqlError> {
+        let mut parked = 0;
+        for (inbox, db) in self.consumers.iter().filter_map(|c| c.inbox.as_ref()) {
+            parked += inbox.parked(db).await?;
+        }
+        Ok(parked)
+    }
+
+    /// True when no record is uncommitted by any consumer, no outbox holds a message, and
+    /// no relay published while this was being checked: the system has settled.
+    pub async fn settled(&self) -> Result<bool, Error> {
+        let before = self.published();
+        for c in &self.consumers {
+            if self.transport.lag(&c.group, &c.topics).await? > 0 {
+                return Ok(false);
+            }
+        }
+        for (_, _, outbox) in &self.relays {
+            if outbox.backlog().await? > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(self.published() == before)
+    }
+}
