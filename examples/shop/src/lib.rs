@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,7 +28,8 @@ use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::supervisor::{Stage, Supervisor};
 use tramline_core::{Envelope, Error, Record};
 use tramline_sql::{
-    migrate, Apply, Conn, Db, Schema, SqlError, SqlOutbox, TransactionalConsumer, Tx,
+    migrate, Apply, Conn, Db, DbOptions, Schema, SqlError, SqlLog, SqlOutbox,
+    TransactionalConsumer, Tx,
 };
 
 /// The topic the shop publishes its orders to.
@@ -303,5 +304,45 @@ where
         anyhow::Ok(())
     };
     supervisor.run(work, Duration::from_secs(30)).await??;
+    Ok(())
+}
+
+/// The examples' last two arguments: the data directory (created if missing; default
+/// `shop-data`) and how many orders to place (default 1000).
+pub fn dir_and_orders(mut args: impl Iterator<Item = String>) -> anyhow::Result<(PathBuf, usize)> {
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "shop-data".to_owned()));
+    let orders = match args.next() {
+        Some(n) => n
+            .parse()
+            .with_context(|| format!("ORDERS must be a count, not {n:?}"))?,
+        None => 1000,
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok((dir, orders))
+}
+
+/// The shop in `dir/shop.db`, and the embedded log in `dir/log.db`: topics, partitions and
+/// consumer offsets in a SQLite file of its own.
+pub async fn open_on_the_log(dir: &Path) -> anyhow::Result<(Shop, Arc<SqlLog>)> {
+    let shop = Shop::open(&dir.join("shop.db")).await?;
+    let log_url = format!("sqlite://{}", dir.join("log.db").display());
+    let log = SqlLog::open(&log_url, &DbOptions::default()).await?;
+    Ok((shop, Arc::new(log)))
+}
+
+/// Prints what a run of `example` did (`before`: the orders there were before it) and fails
+/// if any customer's totals differ from their orders.
+pub async fn report(example: &str, shop: &Shop, before: i64) -> anyhow::Result<()> {
+    let wrong = shop.wrong_totals().await?;
+    let total = shop.orders().await?;
+    println!(
+        "{example}: {} orders placed ({total} in all), {} counted in the customers' totals",
+        total - before,
+        shop.counted().await?
+    );
+    if !wrong.is_empty() {
+        bail!("customer totals differ from their orders: {wrong:?}");
+    }
+    println!("{example}: every customer's totals match their orders");
     Ok(())
 }

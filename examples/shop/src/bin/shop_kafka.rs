@@ -10,21 +10,17 @@
 //! own names on a shared cluster).
 
 use anyhow::Context;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tramline_core::topics::TopicNames;
-use tramline_example_shop::{run, Shop};
+use tramline_example_shop::{dir_and_orders, report, run, Shop};
 use tramline_kafka::{KafkaConfig, KafkaTransport};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let brokers = args.next().unwrap_or_else(|| "127.0.0.1:9092".to_owned());
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "shop-data".to_owned()));
-    let orders: usize = args.next().map_or(Ok(1000), |n| n.parse())?;
-    std::fs::create_dir_all(&dir)?;
-
+    let (dir, orders) = dir_and_orders(args)?;
     let shop = Shop::open(&dir.join("shop.db")).await?;
     let mut config = KafkaConfig::new(&brokers);
     if let Ok(prefix) = std::env::var("SHOP_KAFKA_PREFIX") {
@@ -46,16 +42,5 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    let wrong = shop.wrong_totals().await?;
-    let total = shop.orders().await?;
-    println!(
-        "shop_kafka: {} orders placed ({total} in all), {} counted in the customers' totals",
-        total - before,
-        shop.counted().await?
-    );
-    if !wrong.is_empty() {
-        anyhow::bail!("customer totals differ from their orders: {wrong:?}");
-    }
-    println!("shop_kafka: every customer's totals match their orders");
-    Ok(())
+    report("shop_kafka", &shop, before).await
 }

@@ -8,14 +8,15 @@
 //! ```
 
 use anyhow::Context;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tramline_core::readmodel::{
     Column, ColumnType, Declaration, EventMapping, Group, ValueSource, VersionSource,
 };
-use tramline_example_shop::{run, spawn_consumer, Shop, ORDER_PLACED, TOPIC};
-use tramline_sql::{migrate, Db, DbOptions, ReadModelProjection, ReadModelTable, Schema, SqlLog};
+use tramline_example_shop::{
+    dir_and_orders, open_on_the_log, run, spawn_consumer, ORDER_PLACED, TOPIC,
+};
+use tramline_sql::{migrate, Db, DbOptions, ReadModelProjection, ReadModelTable, Schema};
 
 /// The read model: order id → customer and amount, set by each `OrderPlaced` event. The
 /// events of one order come from one aggregate on one partition, so their position in the
@@ -52,14 +53,8 @@ fn order_summaries() -> Declaration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "shop-data".to_owned()));
-    let orders: usize = args.next().map_or(Ok(1000), |n| n.parse())?;
-    std::fs::create_dir_all(&dir)?;
-
-    let shop = Shop::open(&dir.join("shop.db")).await?;
-    let log_url = format!("sqlite://{}", dir.join("log.db").display());
-    let log = Arc::new(SqlLog::open(&log_url, &DbOptions::default()).await?);
+    let (dir, orders) = dir_and_orders(std::env::args().skip(1))?;
+    let (shop, log) = open_on_the_log(&dir).await?;
 
     // The read model's own database: its table, and the inbox of its consumer group.
     let view_url = format!("sqlite://{}", dir.join("view.db").display());
