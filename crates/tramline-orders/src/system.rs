@@ -44,6 +44,7 @@ use crate::services::payment::{self, PaymentReaction, PaymentService};
 use crate::services::{Reaction, ServiceDb, Subscriber};
 use crate::view::naive::NaiveProjection;
 use crate::view::projection::{OrderStatusProjection, ProjectionStats};
+use crate::view::verify::{verify_stores, Verification};
 use crate::view::{self, OrderStatusQuery};
 use axum::Router;
 use std::collections::BTreeMap;
@@ -58,9 +59,10 @@ use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
 use tramline_core::retry::RetryPolicy;
 use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
+use tramline_core::topics::TopicNames;
 use tramline_core::Error;
 use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
-use tramline_sql::{Db, Inbox, SqlError, SqlOutbox};
+use tramline_sql::{Db, DbOptions, Inbox, OutboxLayout, SqlError, SqlOutbox};
 use tramline_views::http::ViewQuery;
 use utoipa::OpenApi;
 
@@ -102,6 +104,81 @@ pub enum SystemError {
     /// A role needs another that was not given.
     #[error("{0}")]
     Missing(&'static str),
+    /// A store's database could not be opened or migrated.
+    #[error("cannot open the {store} database")]
+    Open {
+        /// The store: `order`, `payment`, `delivery` or `view`.
+        store: &'static str,
+        /// Why.
+        #[source]
+        source: crate::OrderSystemError,
+    },
+}
+
+/// The order system's four databases: the three services' (state, outbox, inbox) and the
+/// Order Status View's.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// The order service's.
+    pub orders: ServiceDb,
+    /// The payment service's.
+    pub payments: ServiceDb,
+    /// The delivery service's.
+    pub deliveries: ServiceDb,
+    /// The Order Status View's.
+    pub view: ServiceDb,
+}
+
+impl Stores {
+    /// Opens and migrates each store at the URL `url_of` gives for its name (`order`,
+    /// `payment`, `delivery`, `view`), the services' outboxes in `layout`, naming topics by
+    /// `topics`.
+    pub async fn open(
+        url_of: impl AsyncFn(&'static str) -> String,
+        options: &DbOptions,
+        layout: OutboxLayout,
+        topics: &TopicNames,
+    ) -> Result<Stores, SystemError> {
+        let open = async |store: &'static str, migrations| {
+            let url = url_of(store).await;
+            ServiceDb::open_with_layout(&url, options, migrations, layout, topics.clone())
+                .await
+                .map_err(|source| SystemError::Open { store, source })
+        };
+        Ok(Stores {
+            orders: open("order", order::migrations).await?,
+            payments: open("payment", payment::migrations).await?,
+            deliveries: open("delivery", delivery::migrations).await?,
+            view: open("view", view::migrations).await?,
+        })
+    }
+
+    /// The three outboxes, named by their services, for [`SystemBuilder::relays`].
+    pub fn outboxes(&self) -> [(&'static str, ServiceDb); 3] {
+        [
+            ("order", self.orders.clone()),
+            ("payment", self.payments.clone()),
+            ("delivery", self.deliveries.clone()),
+        ]
+    }
+
+    /// Compares the whole view with the services' tables ([`verify_stores`]).
+    pub async fn verify(&self) -> Result<Verification, crate::OrderSystemError> {
+        verify_stores(
+            &OrderService::new(self.orders.clone()),
+            &PaymentService::new(self.payments.clone()),
+            &DeliveryService::new(self.deliveries.clone()),
+            &OrderStatusQuery::new(self.view.clone()),
+        )
+        .await
+    }
+
+    /// Closes every pool.
+    pub async fn close(&self) {
+        for db in [&self.orders, &self.payments, &self.deliveries, &self.view] {
+            db.db.close().await;
+        }
+    }
 }
 
 /// The order system's builder; see the [module](self).

@@ -5,60 +5,26 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tramline_core::topics::TopicNames;
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::http::ApiOptions;
 use tramline_orders::scenario::{Fate, Scenario};
-use tramline_orders::services::delivery::{self, DeliveryService};
-use tramline_orders::services::order::{self, OrderService};
-use tramline_orders::services::payment::{self, PaymentService};
-use tramline_orders::services::ServiceDb;
-use tramline_orders::system::{HttpOptions, OrderStatusView, OrderSystem, SystemError};
-use tramline_orders::view::{self, verify::verify_stores, OrderStatusQuery};
-use tramline_sql::{DbOptions, SqlLog};
+use tramline_orders::services::order::OrderService;
+use tramline_orders::system::{HttpOptions, OrderStatusView, OrderSystem, Stores, SystemError};
+use tramline_sql::{DbOptions, OutboxLayout, SqlLog};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
 
 /// The four service databases of a system, opened on `dbs`.
-struct Stores {
-    orders: ServiceDb,
-    payments: ServiceDb,
-    deliveries: ServiceDb,
-    view: ServiceDb,
-}
-
-impl Stores {
-    async fn open(dbs: &TestDbs) -> Stores {
-        let options = DbOptions::default();
-        let open = async |store: &str, migrations| {
-            ServiceDb::open(&dbs.url(store).await, &options, migrations)
-                .await
-                .expect("the store opens")
-        };
-        Stores {
-            orders: open("order", order::migrations).await,
-            payments: open("payment", payment::migrations).await,
-            deliveries: open("delivery", delivery::migrations).await,
-            view: open("view", view::migrations).await,
-        }
-    }
-
-    fn outboxes(&self) -> [(&'static str, ServiceDb); 3] {
-        [
-            ("order", self.orders.clone()),
-            ("payment", self.payments.clone()),
-            ("delivery", self.deliveries.clone()),
-        ]
-    }
-
-    async fn verify(&self) -> tramline_orders::view::verify::Verification {
-        verify_stores(
-            &OrderService::new(self.orders.clone()),
-            &PaymentService::new(self.payments.clone()),
-            &DeliveryService::new(self.deliveries.clone()),
-            &OrderStatusQuery::new(self.view.clone()),
-        )
-        .await
-        .expect("the stores can be read")
-    }
+async fn stores(dbs: &TestDbs) -> Stores {
+    let url_of = async |store| dbs.url(store).await;
+    Stores::open(
+        url_of,
+        &DbOptions::default(),
+        OutboxLayout::Tramline,
+        &TopicNames::default(),
+    )
+    .await
+    .expect("the stores open")
 }
 
 async fn log(dbs: &TestDbs) -> Arc<SqlLog> {
@@ -83,7 +49,7 @@ fn command(i: u64) -> CreateOrder {
 /// supervisor, and the view must end exactly what the services' tables imply.
 async fn the_demo_workload_is_exact(backend: Backend) {
     let dbs = TestDbs::new(backend, "system-demo");
-    let stores = Stores::open(&dbs).await;
+    let stores = stores(&dbs).await;
     let system = OrderSystem::builder(log(&dbs).await)
         .create_topics(4)
         .order(stores.orders.clone(), None)
@@ -133,7 +99,7 @@ async fn the_demo_workload_is_exact(backend: Backend) {
         .expect("the system ran and stopped cleanly");
     assert!(fates.iter().all(|n| *n > 0), "every fate occurs: {fates:?}");
 
-    let verification = stores.verify().await;
+    let verification = stores.verify().await.expect("the stores can be read");
     assert!(verification.is_correct(), "{verification:?}");
     assert_eq!(verification.view_rows, 300);
     assert_eq!(monitor.parked().await.expect("parked messages counted"), 0);
@@ -196,7 +162,7 @@ async fn view_field(client: &reqwest::Client, view: &str, id: &str, field: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_api_in_one_process_on_port_zero() {
     let dbs = TestDbs::new(Backend::Sqlite, "system-http");
-    let stores = Stores::open(&dbs).await;
+    let stores = stores(&dbs).await;
     let any_port = || Some("127.0.0.1:0".to_owned());
     let system = OrderSystem::builder(log(&dbs).await)
         .create_topics(2)
@@ -322,7 +288,7 @@ async fn every_api_in_one_process_on_port_zero() {
         .run(work, Duration::from_secs(30))
         .await
         .expect("the system ran and stopped cleanly");
-    let verification = stores.verify().await;
+    let verification = stores.verify().await.expect("the stores can be read");
     assert!(verification.is_correct(), "{verification:?}");
     assert_eq!(verification.view_rows, 3);
 }
@@ -331,7 +297,7 @@ async fn every_api_in_one_process_on_port_zero() {
 #[tokio::test]
 async fn a_taken_address_is_refused_at_start() {
     let dbs = TestDbs::new(Backend::Sqlite, "system-taken");
-    let stores = Stores::open(&dbs).await;
+    let stores = stores(&dbs).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = taken.local_addr().expect("its address").to_string();
     let started = OrderSystem::builder(log(&dbs).await)

@@ -11,6 +11,47 @@ use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
 
 /// What a consumer does with a batch's records, inside its transaction.
+///
+/// A handler of one's own, counting each payment once per order with plain sqlx on the
+/// consumer's transaction ([`Tx::conn`]); [`TransactionalConsumer`] adds the dedupe records
+/// to that transaction, so a redelivered payment is never counted twice:
+///
+/// ```no_run
+/// use tramline_core::{Error, Record};
+/// use tramline_sql::{Apply, Conn, SqlError, Tx};
+///
+/// struct PaymentCount;
+///
+/// impl Apply for PaymentCount {
+///     type Item = String; // the order id
+///     type Output = ();
+///
+///     fn store(&self) -> &str {
+///         "payment counts"
+///     }
+///
+///     fn decode(&self, record: &Record) -> Result<Option<String>, Error> {
+///         let payload: serde_json::Value = serde_json::from_str(&record.envelope.payload)
+///             .map_err(|e| Error::poison(&record.envelope, e))?;
+///         Ok(payload["orderId"].as_str().map(str::to_owned))
+///     }
+///
+///     async fn apply(&self, tx: &mut Tx, orders: Vec<String>, _: &[Record]) -> Result<(), Error> {
+///         let Conn::Postgres(conn) = tx.conn() else {
+///             return Err(Error::Config("payment counts live in PostgreSQL".into()));
+///         };
+///         for order in orders {
+///             sqlx::query("INSERT INTO payment_counts (order_id, n) VALUES ($1, 1) \
+///                          ON CONFLICT (order_id) DO UPDATE SET n = payment_counts.n + 1")
+///                 .bind(order)
+///                 .execute(&mut *conn)
+///                 .await
+///                 .map_err(SqlError::at(self.store(), "count a payment"))?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
 pub trait Apply: Send + Sync + 'static {
     /// A decoded record.
     type Item: Send;

@@ -25,13 +25,8 @@ use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::events::ALL_TOPICS;
 use tramline_orders::scenario::{Fate, Scenario};
-use tramline_orders::services::delivery::{self, DeliveryService};
-use tramline_orders::services::order::{self, OrderService};
-use tramline_orders::services::payment::{self, PaymentService};
-use tramline_orders::services::ServiceDb;
-use tramline_orders::system::{self, OrderStatusView, OrderSystem};
-use tramline_orders::view::verify::verify_stores;
-use tramline_orders::view::{self, OrderStatusQuery};
+use tramline_orders::services::order::OrderService;
+use tramline_orders::system::{self, OrderStatusView, OrderSystem, Stores};
 use tramline_sql::provision::Scratch;
 use tramline_sql::{DbOptions, Dialect, OutboxLayout, SqlLog};
 
@@ -324,43 +319,6 @@ impl Placement {
     }
 }
 
-/// The three services' and the view's databases of one run.
-struct Stores {
-    orders: ServiceDb,
-    payments: ServiceDb,
-    deliveries: ServiceDb,
-    view: ServiceDb,
-}
-
-impl Stores {
-    async fn open(
-        placement: &Placement,
-        options: &DbOptions,
-        layout: OutboxLayout,
-        names: TopicNames,
-    ) -> anyhow::Result<Self> {
-        let names = &names;
-        let open = |store: &'static str, migrations| async move {
-            let url = placement.url(store);
-            ServiceDb::open_with_layout(url, options, migrations, layout, names.clone())
-                .await
-                .with_context(|| format!("while opening the {store} database"))
-        };
-        Ok(Stores {
-            orders: open("order", order::migrations).await?,
-            payments: open("payment", payment::migrations).await?,
-            deliveries: open("delivery", delivery::migrations).await?,
-            view: open("view", view::migrations).await?,
-        })
-    }
-
-    async fn close(&self) {
-        for db in [&self.orders, &self.payments, &self.deliveries, &self.view] {
-            db.db.close().await;
-        }
-    }
-}
-
 /// Runs the demo; the exit code says whether the view came out exactly right.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.consumers == 0 || args.clients == 0 {
@@ -490,7 +448,8 @@ async fn run_on<T: Transport>(
     placement: &Placement,
     options: &DbOptions,
 ) -> anyhow::Result<ExitCode> {
-    let stores = Stores::open(placement, options, args.outbox_layout.into(), names).await?;
+    let url_of = async |store| placement.url(store).to_owned();
+    let stores = Stores::open(url_of, options, args.outbox_layout.into(), &names).await?;
     let outcome = run_system(transport, args, &stores, placement).await;
     stores.close().await;
     outcome
@@ -506,11 +465,6 @@ async fn run_system<T: Transport>(
 ) -> anyhow::Result<ExitCode> {
     let bus = Arc::new(Duplicating::new(transport, args.duplicates)?);
     let scenario = Scenario::default();
-    let outboxes = [
-        ("order", stores.orders.clone()),
-        ("payment", stores.payments.clone()),
-        ("delivery", stores.deliveries.clone()),
-    ];
     let system = OrderSystem::builder(Arc::clone(&bus))
         .create_topics(args.partitions)
         .retry(RetryPolicy {
@@ -521,7 +475,7 @@ async fn run_system<T: Transport>(
         .payment(stores.payments.clone(), None)
         .delivery(stores.deliveries.clone(), None)
         .operator(scenario)
-        .relays(outboxes, None)
+        .relays(stores.outboxes(), None)
         .view(OrderStatusView {
             workers: args.consumers,
             strategy: match args.strategy {
@@ -606,14 +560,10 @@ async fn run_system<T: Transport>(
         .context("while running the system")??;
     progress.finish_and_clear();
 
-    let verification = verify_stores(
-        &OrderService::new(stores.orders.clone()),
-        &PaymentService::new(stores.payments.clone()),
-        &DeliveryService::new(stores.deliveries.clone()),
-        &OrderStatusQuery::new(stores.view.clone()),
-    )
-    .await
-    .context("while reading state for verification")?;
+    let verification = stores
+        .verify()
+        .await
+        .context("while reading state for verification")?;
     let parked = monitor
         .parked()
         .await
