@@ -649,6 +649,19 @@ impl<T: Transport> Starting<T> {
         Ok(())
     }
 
+    /// The Order Status View's consumer of every topic, with `handler` (either strategy).
+    async fn view_consumer<H: Handler>(
+        &mut self,
+        v: &OrderStatusView,
+        handler: Arc<H>,
+        inbox: Inbox,
+        config: ConsumerConfig,
+    ) -> Result<Arc<ConsumerStats>, SystemError> {
+        let inbox = Some((inbox, v.db.db.clone()));
+        self.consume(&v.group, &ALL_TOPICS, handler, config, inbox, v.shuffled())
+            .await
+    }
+
     async fn order_status_view(
         &mut self,
         v: &OrderStatusView,
@@ -659,18 +672,8 @@ impl<T: Transport> Starting<T> {
         let (stats, handle) = match v.strategy {
             Strategy::Upsert => {
                 let h = Arc::new(OrderStatusProjection::consumer(&v.db, &v.group));
-                let inbox = Some((h.inbox().clone(), db.db.clone()));
-                let topics = ALL_TOPICS;
-                let stats = self
-                    .consume(
-                        &v.group,
-                        &topics,
-                        Arc::clone(&h),
-                        config,
-                        inbox,
-                        v.shuffled(),
-                    )
-                    .await?;
+                let inbox = h.inbox().clone();
+                let stats = self.view_consumer(v, Arc::clone(&h), inbox, config).await?;
                 (stats, ViewStats::Upsert(h))
             }
             Strategy::Naive => {
@@ -678,18 +681,8 @@ impl<T: Transport> Starting<T> {
                 config.lane_by = LaneBy::Topic;
                 config.batch_max = 1;
                 let h = Arc::new(NaiveProjection::new(db.clone(), &v.group));
-                let inbox = Some((h.inbox().clone(), db.db.clone()));
-                let topics = ALL_TOPICS;
-                let stats = self
-                    .consume(
-                        &v.group,
-                        &topics,
-                        Arc::clone(&h),
-                        config,
-                        inbox,
-                        v.shuffled(),
-                    )
-                    .await?;
+                let inbox = h.inbox().clone();
+                let stats = self.view_consumer(v, Arc::clone(&h), inbox, config).await?;
                 (stats, ViewStats::Naive(h))
             }
         };
