@@ -38,6 +38,14 @@ pub const CONSUMER_LAG: &str = "tramline_consumer_lag";
 /// Counter: retries of transient failures. Labels `component` (`relay:<outbox>` or
 /// `consumer:<group>`) and `cause` ([`RetryCause::as_str`](crate::RetryCause::as_str)).
 pub const RETRIES: &str = "tramline_retries_total";
+/// Counter: rows retention deleted. Labels `store`, `table`.
+pub const RETENTION_DELETED: &str = "tramline_retention_deleted_total";
+/// Gauge: rows a table retention sweeps holds, sampled after each sweep. Labels `store`,
+/// `table`.
+pub const RETENTION_ROWS: &str = "tramline_retention_rows";
+/// Gauge: age in seconds of the oldest row of a table retention sweeps (0 when empty),
+/// sampled after each sweep. Labels `store`, `table`.
+pub const RETENTION_OLDEST_AGE: &str = "tramline_retention_oldest_age_seconds";
 
 /// Seconds from `created_at_ms` to `now_ms`, never negative (clocks of different hosts).
 pub fn age_seconds(now_ms: i64, created_at_ms: i64) -> f64 {

@@ -62,6 +62,7 @@ use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
 use tramline_core::topics::TopicNames;
 use tramline_core::Error;
 use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
+use tramline_sql::retention::{Retention, RetentionPolicy, Table};
 use tramline_sql::{Db, DbOptions, Inbox, OutboxLayout, SqlError, SqlOutbox};
 use tramline_views::http::ViewQuery;
 use utoipa::OpenApi;
@@ -201,6 +202,8 @@ impl OrderSystem {
             relays: None,
             view: None,
             declared: Vec::new(),
+            retention: None,
+            sweeps: Vec::new(),
         }
     }
 }
@@ -324,6 +327,8 @@ pub struct SystemBuilder<T> {
     relays: Option<(Vec<NamedOutbox>, Option<String>)>,
     view: Option<OrderStatusView>,
     declared: Vec<DeclaredView>,
+    retention: Option<RetentionPolicy>,
+    sweeps: Vec<Retention>,
 }
 
 impl<T: Transport> SystemBuilder<T> {
@@ -401,6 +406,54 @@ impl<T: Transport> SystemBuilder<T> {
     pub fn declared_view(mut self, view: DeclaredView) -> Self {
         self.declared.push(view);
         self
+    }
+
+    /// Removes old rows by `policy` (see [`tramline_sql::retention`]): the published rows
+    /// of every outbox a relay here drains, and the dedupe records of every consumer here.
+    pub fn retention(mut self, policy: RetentionPolicy) -> Self {
+        self.retention = Some(policy);
+        self
+    }
+
+    /// Runs another retention sweep beside the roles' (e.g. the embedded log's).
+    pub fn sweep(mut self, retention: Retention) -> Self {
+        self.sweeps.push(retention);
+        self
+    }
+
+    /// The retention sweeps of the roles' databases, one per database, by `policy`.
+    fn retentions(&self, policy: &RetentionPolicy) -> Vec<Retention> {
+        let mut stores: Vec<(String, Db, Vec<Table>)> = Vec::new();
+        let mut add =
+            |name: &str, db: &Db, table: Table| match stores.iter_mut().find(|(n, _, _)| n == name)
+            {
+                Some((_, _, tables)) => tables.push(table),
+                None => stores.push((name.to_owned(), db.clone(), vec![table])),
+            };
+        for (name, role) in [
+            ("order", &self.order),
+            ("payment", &self.payment),
+            ("delivery", &self.delivery),
+        ] {
+            if let Some((db, _)) = role {
+                add(name, &db.db, Table::Inbox);
+            }
+        }
+        if let Some((outboxes, _)) = &self.relays {
+            for (name, db) in outboxes {
+                add(name, &db.db, Table::Outbox(db.outbox.layout()));
+            }
+        }
+        if let Some(v) = &self.view {
+            add("view", &v.db.db, Table::Inbox);
+        }
+        for v in &self.declared {
+            add(&v.name, &v.db, Table::Inbox);
+        }
+        stores
+            .into_iter()
+            .map(|(name, db, tables)| Retention::new(db, name, tables, policy.clone()))
+            .collect()
     }
 
     /// The topics the roles read and write.
@@ -548,6 +601,14 @@ impl<T: Transport> SystemBuilder<T> {
                 let routes = http::service(Router::new(), document, first.1.db.clone(), &options);
                 s.listen("relay", listen, routes);
             }
+        }
+        let mut sweeps = match &self.retention {
+            Some(policy) => self.retentions(policy),
+            None => Vec::new(),
+        };
+        sweeps.extend(self.sweeps);
+        for retention in sweeps {
+            s.sweep(retention);
         }
         if let Some(options) = &self.http {
             let retention = options.idempotency_retention;
@@ -701,6 +762,15 @@ impl<T: Transport> Starting<T> {
         self.supervisor
             .spawn(self.work, format!("{name} relay"), move |stop| async move {
                 relay.run(stop).await
+            });
+    }
+
+    /// Runs `retention`'s sweeps in the work stage.
+    fn sweep(&mut self, retention: Retention) {
+        let name = format!("{} retention", retention.store());
+        self.supervisor
+            .spawn(self.work, name, move |stop| async move {
+                retention.run(stop).await
             });
     }
 

@@ -64,6 +64,7 @@ mod outbox;
 #[cfg(feature = "scratch")]
 pub mod provision;
 pub mod readmodel;
+pub mod retention;
 
 pub use consumer::{Apply, TransactionalConsumer};
 pub use db::{insert_rows, Conn, Db, DbOptions, Stmt, Tx, Writer};
@@ -75,3 +76,4 @@ pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};
 pub use outbox::{OutboxLayout, SqlOutbox};
 pub use readmodel::{ReadModelError, ReadModelProjection, ReadModelTable};
+pub use retention::{Retention, RetentionPolicy};

@@ -42,6 +42,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Stopping.
     pub shutdown: ShutdownConfig,
+    /// Removing old outbox rows, dedupe records and log records.
+    pub retention: RetentionConfig,
     /// Declared read models, by name (`[views.order_status]`): each its own table, consumer
     /// group and query API, run by the `view` role instead of the built-in Order Status View
     /// (docs/VIEWS.md).
@@ -212,6 +214,61 @@ pub struct ShutdownConfig {
     pub deadline_secs: u64,
 }
 
+/// Removing old rows (docs/OPERATIONS.md): published outbox rows (by the relay role), dedupe
+/// records (by each consumer's role) and the embedded log's records (by the relay role), in
+/// small batches. An age of 0 keeps those rows for ever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Whether anything is removed at all.
+    pub enabled: bool,
+    /// Age of a published outbox row when it is removed (s).
+    pub outbox_secs: u64,
+    /// Age of a dedupe record when it is removed (s). It must exceed the longest redelivery:
+    /// the longest a consumer may stay stopped plus its commit interval, and the longest a
+    /// relay may be down between publishing and marking; at least an hour.
+    pub inbox_secs: u64,
+    /// Age of a log record when it is removed (s), once every group read it.
+    pub log_secs: u64,
+    /// Keep the newest log record of each key per topic, whatever its age.
+    pub log_compaction: bool,
+    /// Rows per statement.
+    pub batch_size: usize,
+    /// Time between sweeps (s).
+    pub interval_secs: u64,
+}
+
+impl RetentionConfig {
+    /// The policy, or `None` when retention is off.
+    pub fn policy(&self) -> Option<tramline_sql::RetentionPolicy> {
+        let age = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        self.enabled.then(|| tramline_sql::RetentionPolicy {
+            outbox: age(self.outbox_secs),
+            inbox: age(self.inbox_secs),
+            log: age(self.log_secs),
+            compact_log: self.log_compaction,
+            batch_size: self.batch_size,
+            interval: std::time::Duration::from_secs(self.interval_secs),
+        })
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let policy = tramline_sql::RetentionPolicy::default();
+        let secs = |age: Option<std::time::Duration>| age.map_or(0, |a| a.as_secs());
+        RetentionConfig {
+            enabled: true,
+            outbox_secs: secs(policy.outbox),
+            inbox_secs: secs(policy.inbox),
+            log_secs: secs(policy.log),
+            log_compaction: policy.compact_log,
+            batch_size: policy.batch_size,
+            interval_secs: policy.interval.as_secs(),
+        }
+    }
+}
+
 fn service(port: u16, store: &str) -> ServiceConfig {
     ServiceConfig {
         listen: format!("127.0.0.1:{port}"),
@@ -232,6 +289,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             log: LogConfig::default(),
             shutdown: ShutdownConfig::default(),
+            retention: RetentionConfig::default(),
             views: BTreeMap::new(),
         }
     }
@@ -463,6 +521,19 @@ impl Config {
         }
         if self.http.request_timeout_secs == 0 {
             problem("http.request_timeout_secs", "must be at least 1".into());
+        }
+        let retention = &self.retention;
+        if retention.inbox_secs != 0 && retention.inbox_secs < 3600 {
+            problem(
+                "retention.inbox_secs",
+                "must be at least 3600 (or 0: kept for ever): a shorter dedupe window lets a redelivered message apply twice".into(),
+            );
+        }
+        if retention.batch_size == 0 {
+            problem("retention.batch_size", "must be at least 1".into());
+        }
+        if retention.interval_secs == 0 {
+            problem("retention.interval_secs", "must be at least 1".into());
         }
         if self.relay.batch_size == 0 {
             problem("relay.batch_size", "must be at least 1".into());

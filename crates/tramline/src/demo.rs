@@ -28,7 +28,8 @@ use tramline_orders::scenario::{Fate, Scenario};
 use tramline_orders::services::order::OrderService;
 use tramline_orders::system::{self, OrderStatusView, OrderSystem, Stores};
 use tramline_sql::provision::Scratch;
-use tramline_sql::{DbOptions, Dialect, OutboxLayout, SqlLog};
+use tramline_sql::retention::{Retention, RetentionPolicy, Table};
+use tramline_sql::{Db, DbOptions, Dialect, OutboxLayout, SqlLog};
 
 /// How the view applies events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -139,6 +140,11 @@ pub struct DemoArgs {
     /// Give up when the system has not settled after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
+    /// Remove published outbox rows, dedupe records and (compacted) log records this many
+    /// seconds old while the demo runs; without it the defaults of `serve` apply (a day, a
+    /// week), which a demo never reaches.
+    #[arg(long, value_name = "S")]
+    retention_secs: Option<u64>,
 }
 
 /// What carries the events between the services.
@@ -366,7 +372,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Ok(log) => {
                 let db = log.db().clone();
                 let names = TopicNames::default();
-                let outcome = run_on(log, names, &args, &placement, &options).await;
+                let outcome = run_on(log, names, &args, &placement, &options, Some(&db)).await;
                 db.close().await;
                 outcome
             }
@@ -375,7 +381,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         TransportKind::Kafka => match connect_kafka(&args, run).await {
             Ok(kafka) => {
                 let names = kafka.config().topics.clone();
-                let outcome = run_on(kafka.clone(), names, &args, &placement, &options).await;
+                let kafka_ = kafka.clone();
+                let outcome = run_on(kafka_, names, &args, &placement, &options, None).await;
                 if args.delete_topics {
                     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
                     if let Err(e) = kafka.delete_topics(&topics).await {
@@ -447,10 +454,11 @@ async fn run_on<T: Transport>(
     args: &DemoArgs,
     placement: &Placement,
     options: &DbOptions,
+    log: Option<&Db>,
 ) -> anyhow::Result<ExitCode> {
     let url_of = async |store| placement.url(store).to_owned();
     let stores = Stores::open(url_of, options, args.outbox_layout.into(), &names).await?;
-    let outcome = run_system(transport, args, &stores, placement).await;
+    let outcome = run_system(transport, args, &stores, placement, log).await;
     stores.close().await;
     outcome
 }
@@ -462,10 +470,26 @@ async fn run_system<T: Transport>(
     args: &DemoArgs,
     stores: &Stores,
     placement: &Placement,
+    log: Option<&Db>,
 ) -> anyhow::Result<ExitCode> {
     let bus = Arc::new(Duplicating::new(transport, args.duplicates)?);
     let scenario = Scenario::default();
-    let system = OrderSystem::builder(Arc::clone(&bus))
+    let mut system = OrderSystem::builder(Arc::clone(&bus));
+    let retention = args.retention_secs.map(|secs| RetentionPolicy {
+        outbox: Some(Duration::from_secs(secs)),
+        inbox: Some(Duration::from_secs(secs)),
+        log: Some(Duration::from_secs(secs)),
+        interval: Duration::from_secs((secs / 4).max(1)),
+        ..RetentionPolicy::default()
+    });
+    if let Some(policy) = retention {
+        if let Some(log) = log {
+            let tables = [Table::Log];
+            system = system.sweep(Retention::new(log.clone(), "log", tables, policy.clone()));
+        }
+        system = system.retention(policy);
+    }
+    let system = system
         .create_topics(args.partitions)
         .retry(RetryPolicy {
             max_retries: args.max_retries,

@@ -31,6 +31,7 @@ use tramline_orders::system::{
 use tramline_orders::view;
 use tramline_sql::migrate::Schema;
 use tramline_sql::readmodel::ReadModelTable;
+use tramline_sql::retention::{Retention, Table};
 use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
 use tramline_views::ViewSpec;
 
@@ -93,7 +94,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 let db = db.clone();
                 Probe::new("the log's database", move || ping(db.clone()))
             };
-            let outcome = serve(args.role, &config, Arc::new(log), metrics, probe).await;
+            let transport = Transported {
+                transport: Arc::new(log),
+                probe,
+                log: Some(db.clone()),
+            };
+            let outcome = serve(args.role, &config, transport, metrics).await;
             db.close().await;
             outcome
         }
@@ -113,9 +119,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     }
                 })
             };
-            serve(args.role, &config, Arc::new(kafka), metrics, probe).await
+            let transport = Transported {
+                transport: Arc::new(kafka),
+                probe,
+                log: None,
+            };
+            serve(args.role, &config, transport, metrics).await
         }
     }
+}
+
+/// The transport a process runs on.
+struct Transported<T> {
+    transport: Arc<T>,
+    /// `/ready`'s check of it.
+    probe: Probe,
+    /// The embedded log's database, for its retention.
+    log: Option<Db>,
 }
 
 /// Whether `db` answers, for `/ready`.
@@ -236,6 +256,7 @@ async fn assemble<T: Transport>(
     role: Role,
     config: &Config,
     transport: Arc<T>,
+    log: Option<Db>,
     http: HttpOptions,
     opened: &mut Opened,
 ) -> anyhow::Result<SystemBuilder<T>> {
@@ -306,6 +327,14 @@ async fn assemble<T: Transport>(
         }
         system = system.relays(outboxes, Some(config.relay.listen.clone()));
     }
+    if let Some(policy) = config.retention.policy() {
+        // The relay role sweeps the embedded log: one process does, however many read it.
+        if let (Some(log), true) = (log, role.runs(Role::Relay)) {
+            let tables = [Table::Log];
+            system = system.sweep(Retention::new(log, "log", tables, policy.clone()));
+        }
+        system = system.retention(policy);
+    }
     Ok(system)
 }
 
@@ -313,10 +342,14 @@ async fn assemble<T: Transport>(
 async fn serve<T: Transport>(
     role: Role,
     config: &Config,
-    transport: Arc<T>,
+    transported: Transported<T>,
     metrics: PrometheusHandle,
-    transport_probe: Probe,
 ) -> anyhow::Result<ExitCode> {
+    let Transported {
+        transport,
+        probe: transport_probe,
+        log,
+    } = transported;
     let stop = stop_on_signals()?;
     let http = HttpOptions {
         api: ApiOptions {
@@ -328,7 +361,7 @@ async fn serve<T: Transport>(
         idempotency_retention: Duration::from_secs(config.http.idempotency_retention_hours * 3600),
     };
     let mut opened = Opened::default();
-    let started = match assemble(role, config, transport, http, &mut opened).await {
+    let started = match assemble(role, config, transport, log, http, &mut opened).await {
         Ok(system) => system.start().await.map_err(|e| match &e {
             SystemError::Listen { name, .. } => {
                 let section = match config.views.contains_key(name) {
