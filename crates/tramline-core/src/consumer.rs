@@ -112,8 +112,10 @@ pub struct ConsumerStats {
     pub applied: AtomicU64,
     /// Records skipped as duplicates of an applied message id.
     pub duplicates: AtomicU64,
-    /// Records parked as never applicable.
+    /// Records parked as not applicable.
     pub parked: AtomicU64,
+    /// Records parked behind an earlier parked message of their key.
+    pub held: AtomicU64,
     /// Handler transactions committed.
     pub batches: AtomicU64,
     /// Retries of transient failures, by cause.
@@ -411,6 +413,7 @@ impl<H: Handler> Lane<H> {
         let Applied {
             applied,
             duplicates,
+            held,
         } = self
             .retry
             .run(&self.stats.retries, || self.handler.apply(batch))
@@ -418,6 +421,8 @@ impl<H: Handler> Lane<H> {
         ConsumerMetrics::observe_ages(&self.metrics.commit_latency, batch);
         self.metrics.applied.increment(applied as u64);
         self.metrics.duplicates.increment(duplicates as u64);
+        self.metrics.held.increment(held as u64);
+        self.stats.held.fetch_add(held as u64, Ordering::Relaxed);
         self.stats
             .applied
             .fetch_add(applied as u64, Ordering::Relaxed);

@@ -251,6 +251,9 @@ pub struct Applied {
     pub applied: usize,
     /// Records skipped because their message id had been applied before.
     pub duplicates: usize,
+    /// Records not applied but parked behind an earlier parked message of their key, which
+    /// holds the key until an operator retries or skips it.
+    pub held: usize,
 }
 
 /// The application side of a consumer: applies records with an exactly-once effect.

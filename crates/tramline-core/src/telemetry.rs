@@ -24,6 +24,9 @@ pub const CONSUMER_APPLIED: &str = "tramline_consumer_applied_total";
 pub const CONSUMER_DUPLICATES: &str = "tramline_consumer_duplicates_total";
 /// Counter: records a consumer parked as never applicable. Label `group`.
 pub const CONSUMER_PARKED: &str = "tramline_consumer_parked_total";
+/// Counter: records a consumer parked behind an earlier parked message of their key, which
+/// holds the key. Label `group`.
+pub const CONSUMER_HELD: &str = "tramline_consumer_held_total";
 /// Counter: consumer runs that stopped on an error no retry could fix. Label `group`.
 pub const CONSUMER_FAILED: &str = "tramline_consumer_failed_total";
 /// Histogram: seconds from a record's outbox commit to the start of its batch's apply.
@@ -58,6 +61,7 @@ pub(crate) struct ConsumerMetrics {
     pub applied: Counter,
     pub duplicates: Counter,
     pub parked: Counter,
+    pub held: Counter,
     pub failed: Counter,
     pub event_age: Histogram,
     pub commit_latency: Histogram,
@@ -71,6 +75,7 @@ impl ConsumerMetrics {
             applied: metrics::counter!(CONSUMER_APPLIED, &label()),
             duplicates: metrics::counter!(CONSUMER_DUPLICATES, &label()),
             parked: metrics::counter!(CONSUMER_PARKED, &label()),
+            held: metrics::counter!(CONSUMER_HELD, &label()),
             failed: metrics::counter!(CONSUMER_FAILED, &label()),
             event_age: metrics::histogram!(CONSUMER_EVENT_AGE, &label()),
             commit_latency: metrics::histogram!(CONSUMER_COMMIT_LATENCY, &label()),

@@ -51,7 +51,7 @@ impl Handler for Probe {
         }
         Ok(Applied {
             applied: batch.len(),
-            duplicates: 0,
+            ..Applied::default()
         })
     }
 

@@ -61,6 +61,7 @@ use tramline_core::retry::RetryPolicy;
 use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
 use tramline_core::topics::TopicNames;
 use tramline_core::Error;
+use tramline_sql::parked::{ParkPolicy, ParkedOps};
 use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
 use tramline_sql::{Db, DbOptions, Inbox, OutboxLayout, SqlError, SqlOutbox};
@@ -204,6 +205,7 @@ impl OrderSystem {
             declared: Vec::new(),
             retention: None,
             sweeps: Vec::new(),
+            parking: BTreeMap::new(),
         }
     }
 }
@@ -329,6 +331,7 @@ pub struct SystemBuilder<T> {
     declared: Vec<DeclaredView>,
     retention: Option<RetentionPolicy>,
     sweeps: Vec<Retention>,
+    parking: BTreeMap<String, ParkPolicy>,
 }
 
 impl<T: Transport> SystemBuilder<T> {
@@ -412,6 +415,13 @@ impl<T: Transport> SystemBuilder<T> {
     /// of every outbox a relay here drains, and the dedupe records of every consumer here.
     pub fn retention(mut self, policy: RetentionPolicy) -> Self {
         self.retention = Some(policy);
+        self
+    }
+
+    /// What a message parked by consumer `group` does to the later messages of its key
+    /// (by default it holds them: [`ParkPolicy::HoldKey`]).
+    pub fn parking(mut self, group: impl Into<String>, policy: ParkPolicy) -> Self {
+        self.parking.insert(group.into(), policy);
         self
     }
 
@@ -499,6 +509,7 @@ impl<T: Transport> SystemBuilder<T> {
             http_stage,
             work,
             listeners: Vec::new(),
+            parking: self.parking.clone(),
             monitor: Monitor {
                 transport: Arc::clone(&self.transport),
                 relays: Vec::new(),
@@ -546,19 +557,17 @@ impl<T: Transport> SystemBuilder<T> {
                 crate::events::DELIVERY_EVENTS,
             ];
             let config = s.config("operator", ConsumerConfig::default().workers);
-            s.consume("operator", &topics, Arc::new(operator), config, None, false)
+            s.consume("operator", &topics, Arc::new(operator), config, None)
                 .await?;
         }
         for v in &self.declared {
-            let projection = Arc::new(ReadModelProjection::new(
-                v.db.clone(),
-                &v.group,
-                v.table.clone(),
-            ));
-            let inbox = (projection.inbox().clone(), v.db.clone());
+            let projection = ReadModelProjection::new(v.db.clone(), &v.group, v.table.clone())
+                .with_parking(s.parking_of(&v.group));
+            let projection = Arc::new(projection);
+            let parking = Parking::of(&projection);
             let topics: Vec<&str> = v.topics.iter().map(String::as_str).collect();
             let config = s.config(&v.group, v.workers);
-            s.consume(&v.group, &topics, projection, config, Some(inbox), false)
+            s.consume(&v.group, &topics, projection, config, Some(parking))
                 .await?;
             let document = tramline_views::http::openapi(&v.name, &v.route, &v.table)
                 .merge_from(http::OperationsApi::openapi());
@@ -625,6 +634,34 @@ impl<T: Transport> SystemBuilder<T> {
     }
 }
 
+/// The operations on the messages the order system's consumer `group` parked in `db` (its
+/// service's or the view's database), handled as that consumer would under `policy`:
+/// `tramline parked` uses them. `None` for a group that is not one of the services' or
+/// `view_group` (the Order Status View's).
+pub fn parked_ops(
+    group: &str,
+    db: &ServiceDb,
+    view_group: &str,
+    policy: ParkPolicy,
+) -> Option<Arc<dyn ParkedOps>> {
+    let db = db.clone();
+    Some(match group {
+        g if g == order::GROUP => {
+            Arc::new(Subscriber::new(db, g, OrderReaction).with_parking(policy))
+        }
+        g if g == payment::GROUP => {
+            Arc::new(Subscriber::new(db, g, PaymentReaction).with_parking(policy))
+        }
+        g if g == delivery::GROUP => {
+            Arc::new(Subscriber::new(db, g, DeliveryReaction).with_parking(policy))
+        }
+        g if g == view_group => {
+            Arc::new(OrderStatusProjection::consumer(&db, g).with_parking(policy))
+        }
+        _ => return None,
+    })
+}
+
 /// Whether `db` answers, for `/ready`.
 async fn ping(db: Db) -> Result<(), String> {
     db.ping("ready")
@@ -641,10 +678,43 @@ struct Starting<T> {
     http_stage: Stage,
     work: Stage,
     listeners: Vec<(String, String, Router)>,
+    parking: BTreeMap<String, ParkPolicy>,
     monitor: Monitor<T>,
 }
 
+/// Where a consumer parks, and the operations on what it parked.
+#[derive(Clone)]
+struct Parking {
+    inbox: Inbox,
+    db: Db,
+    ops: Option<Arc<dyn ParkedOps>>,
+    shuffle: bool,
+}
+
+impl Parking {
+    fn of<P: ParkedOps + 'static>(consumer: &Arc<P>) -> Self {
+        Parking {
+            inbox: Inbox::new(consumer.consumer()),
+            db: consumer.db().clone(),
+            ops: Some(Arc::clone(consumer) as Arc<dyn ParkedOps>),
+            shuffle: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking")
+            .field("consumer", &self.inbox.consumer())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Transport> Starting<T> {
+    fn parking_of(&self, group: &str) -> ParkPolicy {
+        self.parking.get(group).copied().unwrap_or_default()
+    }
+
     fn config(&self, group: &str, workers: usize) -> ConsumerConfig {
         ConsumerConfig {
             name: group.to_owned(),
@@ -661,9 +731,9 @@ impl<T: Transport> Starting<T> {
         topics: &[&str],
         handler: Arc<H>,
         config: ConsumerConfig,
-        inbox: Option<(Inbox, Db)>,
-        shuffle: bool,
+        parking: Option<Parking>,
     ) -> Result<Arc<ConsumerStats>, SystemError> {
+        let shuffle = parking.as_ref().is_some_and(|p| p.shuffle);
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let subscription = self
             .transport
@@ -680,7 +750,7 @@ impl<T: Transport> Starting<T> {
             group: group.to_owned(),
             topics,
             stats: Arc::clone(&stats),
-            inbox,
+            parking,
         });
         #[cfg(feature = "fault")]
         let subscription = tramline_core::fault::Shuffled::new(subscription, shuffle);
@@ -702,10 +772,12 @@ impl<T: Transport> Starting<T> {
         db: &ServiceDb,
         reaction: R,
     ) -> Result<(), SystemError> {
-        let handler = Arc::new(Subscriber::new(db.clone(), group, reaction));
-        let inbox = Some((handler.inbox().clone(), db.db.clone()));
+        let handler =
+            Subscriber::new(db.clone(), group, reaction).with_parking(self.parking_of(group));
+        let handler = Arc::new(handler);
+        let parking = Some(Parking::of(&handler));
         let config = self.config(group, ConsumerConfig::default().workers);
-        self.consume(group, topics, handler, config, inbox, false)
+        self.consume(group, topics, handler, config, parking)
             .await?;
         Ok(())
     }
@@ -715,11 +787,11 @@ impl<T: Transport> Starting<T> {
         &mut self,
         v: &OrderStatusView,
         handler: Arc<H>,
-        inbox: Inbox,
+        mut parking: Parking,
         config: ConsumerConfig,
     ) -> Result<Arc<ConsumerStats>, SystemError> {
-        let inbox = Some((inbox, v.db.db.clone()));
-        self.consume(&v.group, &ALL_TOPICS, handler, config, inbox, v.shuffled())
+        parking.shuffle = v.shuffled();
+        self.consume(&v.group, &ALL_TOPICS, handler, config, Some(parking))
             .await
     }
 
@@ -732,9 +804,13 @@ impl<T: Transport> Starting<T> {
         let db = v.db.clone();
         let (stats, handle) = match v.strategy {
             Strategy::Upsert => {
-                let h = Arc::new(OrderStatusProjection::consumer(&v.db, &v.group));
-                let inbox = h.inbox().clone();
-                let stats = self.view_consumer(v, Arc::clone(&h), inbox, config).await?;
+                let h = OrderStatusProjection::consumer(&v.db, &v.group)
+                    .with_parking(self.parking_of(&v.group));
+                let h = Arc::new(h);
+                let parking = Parking::of(&h);
+                let stats = self
+                    .view_consumer(v, Arc::clone(&h), parking, config)
+                    .await?;
                 (stats, ViewStats::Upsert(h))
             }
             Strategy::Naive => {
@@ -742,8 +818,15 @@ impl<T: Transport> Starting<T> {
                 config.lane_by = LaneBy::Topic;
                 config.batch_max = 1;
                 let h = Arc::new(NaiveProjection::new(db.clone(), &v.group));
-                let inbox = h.inbox().clone();
-                let stats = self.view_consumer(v, Arc::clone(&h), inbox, config).await?;
+                let parking = Parking {
+                    inbox: h.inbox().clone(),
+                    db: db.db.clone(),
+                    ops: None,
+                    shuffle: false,
+                };
+                let stats = self
+                    .view_consumer(v, Arc::clone(&h), parking, config)
+                    .await?;
                 (stats, ViewStats::Naive(h))
             }
         };
@@ -902,8 +985,15 @@ pub struct ConsumerInfo {
     pub topics: Vec<String>,
     /// Its counters.
     pub stats: Arc<ConsumerStats>,
-    /// Its inbox and database, where it parks messages (none for the operator).
-    inbox: Option<(Inbox, Db)>,
+    /// Where it parks messages, and the operations on them (none for the operator).
+    parking: Option<Parking>,
+}
+
+impl ConsumerInfo {
+    /// The operations on its parked messages (none for the operator and the naive view).
+    pub fn parked_ops(&self) -> Option<Arc<dyn ParkedOps>> {
+        self.parking.as_ref().and_then(|p| p.ops.clone())
+    }
 }
 
 /// A running system's counters and checks.
@@ -980,8 +1070,8 @@ impl<T: Transport> Monitor<T> {
     /// Messages parked by every consumer with an inbox.
     pub async fn parked(&self) -> Result<i64, SqlError> {
         let mut parked = 0;
-        for (inbox, db) in self.consumers.iter().filter_map(|c| c.inbox.as_ref()) {
-            parked += inbox.parked(db).await?;
+        for p in self.consumers.iter().filter_map(|c| c.parking.as_ref()) {
+            parked += p.inbox.parked(&p.db).await?;
         }
         Ok(parked)
     }

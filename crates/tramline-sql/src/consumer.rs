@@ -5,7 +5,8 @@
 //! commit; the consumer runtime commits the transport's offsets only after that. What is
 //! applied is the [`Apply`] implementation's business.
 
-use crate::{Db, Inbox, Tx};
+use crate::parked::{self, ParkPolicy, ParkedError, ParkedMessage, Released};
+use crate::{Db, Inbox, SqlError, Tx};
 use std::future::Future;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
@@ -93,16 +94,25 @@ pub struct TransactionalConsumer<A> {
     db: Db,
     inbox: Inbox,
     applier: A,
+    parking: ParkPolicy,
 }
 
 impl<A: Apply> TransactionalConsumer<A> {
-    /// A consumer writing to `db` with `applier`, its dedupe records under `consumer`.
+    /// A consumer writing to `db` with `applier`, its dedupe records under `consumer`; a
+    /// parked message holds its key ([`ParkPolicy::HoldKey`]).
     pub fn new(db: Db, consumer: &str, applier: A) -> Self {
         TransactionalConsumer {
             db,
             inbox: Inbox::new(consumer),
             applier,
+            parking: ParkPolicy::default(),
         }
+    }
+
+    /// What a parked message does to the later messages of its key.
+    pub fn with_parking(mut self, parking: ParkPolicy) -> Self {
+        self.parking = parking;
+        self
     }
 
     /// What it applies with, e.g. to read its counters.
@@ -114,6 +124,162 @@ impl<A: Apply> TransactionalConsumer<A> {
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
     }
+
+    /// The database it writes.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Applies parked message `id` again — under [`ParkPolicy::HoldKey`], its key's parked
+    /// messages from the first, in order — each in a transaction of its own with its dedupe
+    /// record, until one fails again (it stays parked with the new error) or none is left.
+    pub async fn retry_parked(&self, id: i64) -> Result<Released, ParkedError> {
+        let message = self.parked(id).await?;
+        let mut released = Released::default();
+        match self.parking {
+            ParkPolicy::Message => {
+                self.attempt(&message, &mut released).await?;
+            }
+            ParkPolicy::HoldKey => self.release_key(&message.key, &mut released).await?,
+        }
+        Ok(released)
+    }
+
+    /// Records parked message `id` as handled without applying it (a redelivered copy is a
+    /// duplicate), then — under [`ParkPolicy::HoldKey`] — retries the messages held behind
+    /// it. Under that policy only the key's first parked message can be skipped.
+    pub async fn skip_parked(&self, id: i64) -> Result<Released, ParkedError> {
+        let message = self.parked(id).await?;
+        if self.parking == ParkPolicy::HoldKey {
+            let first = parked::first_of_key(&self.db, self.inbox.consumer(), &message.key)
+                .await?
+                .map_or(id, |m| m.id);
+            if first != id {
+                return Err(ParkedError::NotFirst { id, first });
+            }
+        }
+        let record = message.record()?;
+        let store = self.applier.store();
+        let mut tx = self.db.begin(store).await?;
+        if delete_parked(&mut tx, id).await? {
+            self.inbox
+                .claim(&mut tx, std::slice::from_ref(&record))
+                .await?;
+        }
+        tx.commit(store).await?;
+        let mut released = Released {
+            skipped: Some(id),
+            ..Released::default()
+        };
+        if self.parking == ParkPolicy::HoldKey {
+            self.release_key(&message.key, &mut released).await?;
+        }
+        Ok(released)
+    }
+
+    async fn parked(&self, id: i64) -> Result<ParkedMessage, ParkedError> {
+        let message = parked::get(&self.db, id)
+            .await?
+            .ok_or(ParkedError::NotFound(id))?;
+        if message.consumer != self.inbox.consumer() {
+            return Err(ParkedError::OtherConsumer {
+                id,
+                consumer: message.consumer,
+            });
+        }
+        Ok(message)
+    }
+
+    /// Applies the key's parked messages in order until one fails or none is left.
+    async fn release_key(&self, key: &str, released: &mut Released) -> Result<(), ParkedError> {
+        while let Some(next) = parked::first_of_key(&self.db, self.inbox.consumer(), key).await? {
+            if !self.attempt(&next, released).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one parked message in one transaction: its parked row deleted, its id
+    /// claimed, its effect applied. False when it failed again: it stays parked, not held,
+    /// with the new error.
+    async fn attempt(
+        &self,
+        message: &ParkedMessage,
+        released: &mut Released,
+    ) -> Result<bool, ParkedError> {
+        let record = message.record()?;
+        let batch = std::slice::from_ref(&record);
+        let store = self.applier.store();
+        let mut tx = self.db.begin(store).await?;
+        if !delete_parked(&mut tx, message.id).await? {
+            return Ok(true); // released meanwhile by someone else
+        }
+        let new = self.inbox.claim(&mut tx, batch).await?;
+        if !new[0] {
+            tx.commit(store).await?;
+            released.duplicates.push(message.id);
+            return Ok(true);
+        }
+        let outcome = async {
+            let item = self.applier.decode(&record)?;
+            let output = self
+                .applier
+                .apply(&mut tx, item.into_iter().collect(), batch)
+                .await?;
+            Ok::<_, Error>(output)
+        }
+        .await;
+        let committed = match outcome {
+            Ok(output) => self.applier.commit(tx, output).await,
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        match committed {
+            Ok(()) => {
+                self.applier.applied(&record);
+                released.applied.push(message.id);
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => Err(ParkedError::Apply(e)),
+            Err(e) => {
+                let reason = tramline_core::error::sentence(&e);
+                let mut stmt = self
+                    .db
+                    .stmt("UPDATE tramline_parked SET held = 0, reason = ");
+                stmt.bind(&reason).push(" WHERE id = ").bind(message.id);
+                self.db
+                    .execute(&stmt, "parked", "record the new error")
+                    .await?;
+                released.still_parked = Some((message.id, reason));
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Deletes parked row `id` in `tx`; false if it was not there.
+async fn delete_parked(tx: &mut Tx, id: i64) -> Result<bool, SqlError> {
+    let mut stmt = tx.stmt("DELETE FROM tramline_parked WHERE id = ");
+    stmt.bind(id);
+    Ok(tx
+        .execute(&stmt, "parked", "release a parked message")
+        .await?
+        > 0)
+}
+
+/// The error of applying `batch`, as poison when the database refused the data (see
+/// [`SqlError::refuses_data`]): the runtime then applies record by record and parks the one
+/// refused, rather than stopping.
+fn condemn(e: Error, batch: &[Record]) -> Error {
+    match (&e, batch.first()) {
+        (Error::Store { retry: None, .. }, Some(first)) if crate::error::refuses_data(&e) => {
+            Error::poison(&first.envelope, e)
+        }
+        _ => e,
+    }
 }
 
 impl<A: Apply> Handler for TransactionalConsumer<A> {
@@ -121,27 +287,50 @@ impl<A: Apply> Handler for TransactionalConsumer<A> {
         if batch.is_empty() {
             return Ok(Applied::default());
         }
-        // Decode before claiming: a poison message must leave no dedupe record behind.
-        let mut decoded = Vec::with_capacity(batch.len());
+        let store = self.applier.store();
+        let mut tx = self.db.begin(store).await?;
+        // Records of a key that has a parked message are parked behind it, in order.
+        let held = match self.parking {
+            ParkPolicy::HoldKey => self.inbox.held_keys(&mut tx, batch).await?,
+            ParkPolicy::Message => Default::default(),
+        };
+        let mut open = Vec::with_capacity(batch.len());
         for record in batch {
+            if held.contains(&record.envelope.key) {
+                self.inbox.hold(&mut tx, record).await?;
+            } else {
+                open.push(record.clone());
+            }
+        }
+        // Decode before claiming: a poison message must leave no dedupe record behind (an
+        // error rolls the transaction back).
+        let mut decoded = Vec::with_capacity(open.len());
+        for record in &open {
             decoded.push(self.applier.decode(record)?);
         }
-        let mut tx = self.db.begin(self.applier.store()).await?;
-        let new = self.inbox.claim(&mut tx, batch).await?;
+        let new = self.inbox.claim(&mut tx, &open).await?;
         let fresh: Vec<A::Item> = decoded
             .into_iter()
             .zip(&new)
             .filter_map(|(item, new)| if *new { item } else { None })
             .collect();
         let applied = new.iter().filter(|n| **n).count();
-        let output = self.applier.apply(&mut tx, fresh, batch).await?;
-        self.applier.commit(tx, output).await?;
-        for (record, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
+        let output = self
+            .applier
+            .apply(&mut tx, fresh, &open)
+            .await
+            .map_err(|e| condemn(e, &open))?;
+        self.applier
+            .commit(tx, output)
+            .await
+            .map_err(|e| condemn(e, &open))?;
+        for (record, _) in open.iter().zip(&new).filter(|(_, new)| **new) {
             self.applier.applied(record);
         }
         Ok(Applied {
             applied,
-            duplicates: batch.len() - applied,
+            duplicates: open.len() - applied,
+            held: batch.len() - open.len(),
         })
     }
 

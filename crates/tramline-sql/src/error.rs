@@ -100,6 +100,46 @@ impl std::error::Error for SqlError {
     }
 }
 
+/// Whether `e` is the database refusing the data itself — a check, not-null or foreign-key
+/// constraint, an error a trigger raised, a value out of range or of the wrong form — rather
+/// than failing as a system (unreachable, a missing table, a refused login). Such an error
+/// condemns the message that carried the data: the consumer parks it instead of stopping.
+pub fn refuses_data(e: &Error) -> bool {
+    use sqlx::error::{DatabaseError, ErrorKind};
+    let Error::Store { source, .. } = e else {
+        return false;
+    };
+    let refused_kind = |kind: ErrorKind| {
+        matches!(
+            kind,
+            ErrorKind::CheckViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::ForeignKeyViolation
+        )
+    };
+    if let Some(e) = source.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // Class 22: data exception; P0001: raise_exception (a trigger's).
+        return refused_kind(e.kind()) || e.code().starts_with("22") || e.code() == "P0001";
+    }
+    if let Some(e) = source.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // 45000: a SIGNAL (a trigger's); 22xxx: data exceptions (out of range, too long).
+        // 4025 (MariaDB) and 3819 (MySQL): a CHECK constraint; 1048: NULL into NOT NULL;
+        // 1452: no referenced row; 1264, 1406, 1366: out of range, too long, wrong value.
+        let state = e.code().unwrap_or_default();
+        let refused_number = matches!(e.number(), 4025 | 3819 | 1048 | 1452 | 1264 | 1406 | 1366);
+        return refused_kind(e.kind())
+            || refused_number
+            || state == "45000"
+            || state.starts_with("22");
+    }
+    if let Some(e) = source.downcast_ref::<sqlx::sqlite::SqliteError>() {
+        // SQLITE_CONSTRAINT_CHECK, _NOTNULL, _FOREIGNKEY, _TRIGGER.
+        let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+        return refused_kind(e.kind()) || matches!(code, 275 | 787 | 1299 | 1811);
+    }
+    false
+}
+
 impl From<SqlError> for Error {
     fn from(e: SqlError) -> Self {
         let retry = e.retry_cause();

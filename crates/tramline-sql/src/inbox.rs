@@ -8,7 +8,7 @@
 //! look-up sees the other's record. Rows-affected is never the signal (`INSERT IGNORE` and
 //! `ON CONFLICT DO NOTHING` counts differ by dialect and client flags).
 
-use crate::{insert_rows, Db, SqlError, Tx};
+use crate::{insert_rows, Db, LockMode, SqlError, Tx};
 use std::collections::HashSet;
 use tramline_core::{Error, Record};
 
@@ -82,14 +82,36 @@ impl Inbox {
         db.execute(&stmt, STORE, "forget message ids").await
     }
 
-    /// Keeps a message that can never be applied, with the reason, and marks its id handled.
+    /// Keeps a message that cannot be applied, with the reason, for an operator to retry or
+    /// skip (see [`crate::parked`]). Its id is not claimed: a retry applies it then. Parking
+    /// a message parked already changes nothing.
     pub async fn park(&self, db: &Db, record: &Record, reason: &Error) -> Result<(), SqlError> {
         let mut tx = db.begin(STORE).await?;
-        self.claim(&mut tx, std::slice::from_ref(record)).await?;
+        let reason = tramline_core::error::sentence(reason);
+        self.insert_parked(&mut tx, record, &reason, false).await?;
+        tx.commit(STORE).await
+    }
+
+    /// Parks `record` in `tx` as held behind an earlier parked message of its key.
+    pub async fn hold(&self, tx: &mut Tx, record: &Record) -> Result<(), SqlError> {
+        let reason = format!(
+            "held behind an earlier parked message of key {}",
+            record.envelope.key
+        );
+        self.insert_parked(tx, record, &reason, true).await
+    }
+
+    async fn insert_parked(
+        &self,
+        tx: &mut Tx,
+        record: &Record,
+        reason: &str,
+        held: bool,
+    ) -> Result<(), SqlError> {
         let e = &record.envelope;
         let mut stmt = tx.stmt(
             "INSERT INTO tramline_parked (consumer, message_id, topic, part, log_offset, \
-             msg_key, headers, payload, reason, parked_at)",
+             msg_key, headers, payload, reason, parked_at, held, created_at)",
         );
         stmt.values(&[()], |row, ()| {
             row.bind(&self.consumer)
@@ -100,11 +122,42 @@ impl Inbox {
                 .bind(&e.key)
                 .bind(e.headers_json())
                 .bind(&e.payload)
-                .bind(tramline_core::error::sentence(reason))
-                .bind(tramline_core::envelope::now_ms());
+                .bind(reason)
+                .bind(tramline_core::envelope::now_ms())
+                .bind(i64::from(held))
+                .bind(e.created_at_ms);
         });
+        stmt.push(&tx.dialect().insert_missing(&["consumer", "message_id"]));
         tx.execute(&stmt, STORE, "park message").await?;
-        tx.commit(STORE).await
+        Ok(())
+    }
+
+    /// The keys among `records`' that have a parked message, read under a shared lock: an
+    /// operator's retry of the key, deleting its parked rows, finishes before this read
+    /// sees them.
+    pub async fn held_keys(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+    ) -> Result<HashSet<String>, SqlError> {
+        let mut keys: Vec<&str> = records.iter().map(|r| r.envelope.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let d = tx.dialect();
+        let (prefix, suffix) = d.json_select(&d.json_tuples(&["msg_key"]), Some(LockMode::Share));
+        let mut stmt = tx.stmt(&prefix);
+        stmt.push("tramline_parked WHERE consumer = ")
+            .bind(&self.consumer)
+            .push(" AND msg_key IN ")
+            .bind_list(keys.iter().map(|k| k.to_string()))
+            .push(&suffix);
+        let held: Vec<(String,)> = tx.fetch_json(&stmt, STORE, "look up held keys").await?;
+        Ok(held.into_iter().map(|(k,)| k).collect())
+    }
+
+    /// The consumer's name.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
     }
 
     /// How many messages this consumer has parked.

@@ -61,6 +61,7 @@ mod inbox;
 mod log;
 pub mod migrate;
 mod outbox;
+pub mod parked;
 #[cfg(feature = "scratch")]
 pub mod provision;
 pub mod readmodel;
@@ -75,5 +76,6 @@ pub use inbox::Inbox;
 pub use log::{SqlLog, SqlSubscription};
 pub use migrate::{migrate, Schema};
 pub use outbox::{OutboxLayout, SqlOutbox};
+pub use parked::{ParkPolicy, ParkedMessage};
 pub use readmodel::{ReadModelError, ReadModelProjection, ReadModelTable};
 pub use retention::{Retention, RetentionPolicy};

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use tramline_core::topics::TopicNames;
 use tramline_orders::events::ALL_TOPICS;
-use tramline_sql::Dialect;
+use tramline_sql::{Dialect, ParkPolicy};
 use tramline_views::ViewSpec;
 
 /// Everything `tramline serve` needs.
@@ -139,6 +139,10 @@ pub struct ServiceConfig {
     pub database_url: String,
     /// Connections of its pool (default: 1 on SQLite, 8 on servers).
     pub pool_size: Option<u32>,
+    /// What a message its consumer parks does to the later messages of its key: `key` holds
+    /// them behind it (the default), `message` parks only the message.
+    #[serde(default)]
+    pub parking: ParkPolicy,
 }
 
 /// The Order Status View.
@@ -157,6 +161,9 @@ pub struct ViewConfig {
     pub consumers: usize,
     /// Its consumer group; view processes of one group share the partitions.
     pub group: String,
+    /// What a message its consumer parks does to the later messages of its key: `key` holds
+    /// them behind it (the default), `message` parks only the message.
+    pub parking: ParkPolicy,
 }
 
 /// The outbox relays.
@@ -274,6 +281,7 @@ fn service(port: u16, store: &str) -> ServiceConfig {
         listen: format!("127.0.0.1:{port}"),
         database_url: format!("sqlite://tramline-data/{store}.db"),
         pool_size: None,
+        parking: ParkPolicy::default(),
     }
 }
 
@@ -320,6 +328,7 @@ impl Default for ViewConfig {
             query_pool_size: 4,
             consumers: 3,
             group: tramline_orders::view::GROUP.into(),
+            parking: ParkPolicy::default(),
         }
     }
 }

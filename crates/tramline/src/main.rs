@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod load;
 mod migrate;
+mod parked;
 mod serve;
 mod telemetry;
 mod view;
@@ -35,6 +36,8 @@ enum Command {
     Config(config::ConfigArgs),
     /// Operate on a declared view: `rebuild` it from its topics.
     View(view::ViewArgs),
+    /// Look at, retry or skip the messages consumers parked: `list`, `show`, `retry`, `skip`.
+    Parked(parked::ParkedArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Config(args) => config::run(args),
         Command::View(args) => view::run(args).await,
+        Command::Parked(args) => parked::run(args).await,
     };
     match outcome {
         Ok(code) => code,

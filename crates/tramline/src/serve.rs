@@ -269,6 +269,14 @@ async fn assemble<T: Transport>(
         })
         .http(http);
     let listen = |s: &ServiceConfig| Some(s.listen.clone());
+    for (group, policy) in [
+        (order::GROUP, config.order.parking),
+        (payment::GROUP, config.payment.parking),
+        (delivery::GROUP, config.delivery.parking),
+        (config.view.group.as_str(), config.view.parking),
+    ] {
+        system = system.parking(group, policy);
+    }
     if role.runs(Role::Order) {
         let db = opened
             .service("order", &config.order, order::migrations)
@@ -297,6 +305,7 @@ async fn assemble<T: Transport>(
             listen: config.view.listen.clone(),
             database_url: config.view.database_url.clone(),
             pool_size: config.view.pool_size,
+            parking: config.view.parking,
         };
         let db = opened.service("view", &view, view::migrations).await?;
         // The query API reads through a pool of its own, so a crowd of readers never takes

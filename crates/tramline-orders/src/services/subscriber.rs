@@ -8,6 +8,7 @@ use crate::events::DomainEvent;
 use std::future::Future;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
+use tramline_sql::parked::{BoxFuture, ParkPolicy, ParkedError, ParkedOps, Released};
 use tramline_sql::{Apply, Inbox, TransactionalConsumer, Tx};
 
 /// What a consumer does with a batch of new events inside the batch's transaction.
@@ -97,6 +98,29 @@ impl<R: Reaction> Subscriber<R> {
     /// The inbox, e.g. to count parked messages.
     pub fn inbox(&self) -> &Inbox {
         self.0.inbox()
+    }
+
+    /// What a parked message does to the later messages of its key.
+    pub fn with_parking(self, parking: ParkPolicy) -> Self {
+        Subscriber(self.0.with_parking(parking))
+    }
+}
+
+impl<R: Reaction> ParkedOps for Subscriber<R> {
+    fn consumer(&self) -> &str {
+        self.0.consumer()
+    }
+
+    fn db(&self) -> &tramline_sql::Db {
+        ParkedOps::db(&self.0)
+    }
+
+    fn retry(&self, id: i64) -> BoxFuture<'_, std::result::Result<Released, ParkedError>> {
+        self.0.retry(id)
+    }
+
+    fn skip(&self, id: i64) -> BoxFuture<'_, std::result::Result<Released, ParkedError>> {
+        self.0.skip(id)
     }
 }
 
