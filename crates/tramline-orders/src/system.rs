@@ -523,21 +523,25 @@ impl<T: Transport> SystemBuilder<T> {
             .map(|h| h.api.clone())
             .unwrap_or_default();
         if let Some((db, listen)) = &self.order {
-            s.service(order::GROUP, order::TOPICS, db, OrderReaction)
+            let ops = s
+                .service(order::GROUP, order::TOPICS, db, OrderReaction)
                 .await?;
-            let routes = http::order::router(OrderService::new(db.clone()), &api);
+            let routes = http::order::router(OrderService::new(db.clone()), &admin(&api, ops));
             s.listen("order", listen, routes);
         }
         if let Some((db, listen)) = &self.payment {
-            s.service(payment::GROUP, payment::TOPICS, db, PaymentReaction)
+            let ops = s
+                .service(payment::GROUP, payment::TOPICS, db, PaymentReaction)
                 .await?;
-            let routes = http::payment::router(PaymentService::new(db.clone()), &api);
+            let routes = http::payment::router(PaymentService::new(db.clone()), &admin(&api, ops));
             s.listen("payment", listen, routes);
         }
         if let Some((db, listen)) = &self.delivery {
-            s.service(delivery::GROUP, delivery::TOPICS, db, DeliveryReaction)
+            let ops = s
+                .service(delivery::GROUP, delivery::TOPICS, db, DeliveryReaction)
                 .await?;
-            let routes = http::delivery::router(DeliveryService::new(db.clone()), &api);
+            let routes =
+                http::delivery::router(DeliveryService::new(db.clone()), &admin(&api, ops));
             s.listen("delivery", listen, routes);
         }
         if let Some(scenario) = self.operator {
@@ -565,6 +569,7 @@ impl<T: Transport> SystemBuilder<T> {
                 .with_parking(s.parking_of(&v.group));
             let projection = Arc::new(projection);
             let parking = Parking::of(&projection);
+            let ops: Arc<dyn ParkedOps> = projection.clone();
             let topics: Vec<&str> = v.topics.iter().map(String::as_str).collect();
             let config = s.config(&v.group, v.workers);
             s.consume(&v.group, &topics, projection, config, Some(parking))
@@ -577,7 +582,7 @@ impl<T: Transport> SystemBuilder<T> {
                 v.route.clone(),
             );
             let routes = tramline_views::http::router(query);
-            let routes = http::service(routes, document, v.queries.clone(), &api);
+            let routes = http::service(routes, document, v.queries.clone(), &admin(&api, ops));
             s.listen(&v.name, &v.listen, routes);
         }
         if let Some(v) = &self.view {
@@ -597,6 +602,7 @@ impl<T: Transport> SystemBuilder<T> {
                 let mut options = ApiOptions {
                     bearer_token: None,
                     probes: api.probes.clone(),
+                    parked: Default::default(),
                 };
                 for (name, db) in &outboxes[1..] {
                     let db = db.db.clone();
@@ -660,6 +666,14 @@ pub fn parked_ops(
         }
         _ => return None,
     })
+}
+
+/// `api` with an admin API over `consumer`'s parked messages.
+fn admin(api: &ApiOptions, consumer: Arc<dyn ParkedOps>) -> ApiOptions {
+    ApiOptions {
+        parked: http::admin::ParkedConsumers(vec![consumer]),
+        ..api.clone()
+    }
 }
 
 /// Whether `db` answers, for `/ready`.
@@ -771,15 +785,15 @@ impl<T: Transport> Starting<T> {
         topics: &[&str],
         db: &ServiceDb,
         reaction: R,
-    ) -> Result<(), SystemError> {
+    ) -> Result<Arc<dyn ParkedOps>, SystemError> {
         let handler =
             Subscriber::new(db.clone(), group, reaction).with_parking(self.parking_of(group));
         let handler = Arc::new(handler);
         let parking = Some(Parking::of(&handler));
         let config = self.config(group, ConsumerConfig::default().workers);
-        self.consume(group, topics, handler, config, parking)
+        self.consume(group, topics, Arc::clone(&handler), config, parking)
             .await?;
-        Ok(())
+        Ok(handler)
     }
 
     /// The Order Status View's consumer of every topic, with `handler` (either strategy).
@@ -830,9 +844,17 @@ impl<T: Transport> Starting<T> {
                 (stats, ViewStats::Naive(h))
             }
         };
+        let ops = match &handle {
+            ViewStats::Upsert(h) => vec![Arc::clone(h) as Arc<dyn ParkedOps>],
+            ViewStats::Naive(_) => Vec::new(),
+        };
         self.monitor.view = Some((stats, Arc::new(handle)));
         let queries = v.queries.clone().unwrap_or(db);
-        let routes = http::view::router(OrderStatusQuery::new(queries), api);
+        let api = ApiOptions {
+            parked: http::admin::ParkedConsumers(ops),
+            ..api.clone()
+        };
+        let routes = http::view::router(OrderStatusQuery::new(queries), &api);
         self.listen("view", &v.listen, routes);
         Ok(())
     }

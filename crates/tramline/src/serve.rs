@@ -364,6 +364,7 @@ async fn serve<T: Transport>(
         api: ApiOptions {
             bearer_token: config.http.bearer_token.clone(),
             probes: vec![transport_probe],
+            ..ApiOptions::default()
         },
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
         extra: Some(telemetry::metrics_route(metrics)),

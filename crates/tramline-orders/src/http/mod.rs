@@ -6,6 +6,7 @@
 //! `Idempotency-Key` ([`idempotency`]) and takes a body of at most 64 KiB; every request runs
 //! in its W3C trace context ([`trace`]). The conventions are written up in docs/HTTP.md.
 
+pub mod admin;
 pub mod delivery;
 pub mod idempotency;
 pub mod order;
@@ -136,6 +137,9 @@ pub struct ApiOptions {
     pub bearer_token: Option<String>,
     /// What `/ready` checks besides the service's database (the broker, …).
     pub probes: Vec<Probe>,
+    /// The consumers whose parked messages the listener's admin API serves (`/admin/parked`,
+    /// [`admin`]); none: no admin API.
+    pub parked: admin::ParkedConsumers,
 }
 
 /// A service's `routes` with its OpenAPI document at `/openapi.json`, `/health`, `/ready`, and
@@ -148,6 +152,13 @@ pub fn service(
     db: Db,
     options: &ApiOptions,
 ) -> Router {
+    let (routes, api) = match options.parked.0.is_empty() {
+        true => (routes, api),
+        false => (
+            routes.merge(admin::routes(options.parked.clone())),
+            api.merge_from(<admin::AdminApi as utoipa::OpenApi>::openapi()),
+        ),
+    };
     let document = serde_json::to_value(&api).expect("an OpenAPI document serialises");
     let routes = routes.layer(DefaultBodyLimit::max(idempotency::COMMAND_BODY_LIMIT));
     let routes = match &options.bearer_token {
