@@ -44,7 +44,7 @@ use crate::services::payment::{self, PaymentReaction, PaymentService};
 use crate::services::{Reaction, ServiceDb, Subscriber};
 use crate::view::naive::NaiveProjection;
 use crate::view::projection::{OrderStatusProjection, ProjectionStats};
-use crate::view::verify::{verify_stores, Verification};
+use crate::view::verify::{verify_stores, verify_stores_each, Difference, Verification};
 use crate::view::{self, OrderStatusQuery};
 use axum::Router;
 use std::collections::BTreeMap;
@@ -171,6 +171,22 @@ impl Stores {
             &PaymentService::new(self.payments.clone()),
             &DeliveryService::new(self.deliveries.clone()),
             &OrderStatusQuery::new(self.view.clone()),
+        )
+        .await
+    }
+
+    /// [`Stores::verify`], handing every difference to `out` as it is found
+    /// ([`verify_stores_each`]).
+    pub async fn verify_each(
+        &self,
+        out: &mut (dyn FnMut(Difference) + Send),
+    ) -> Result<Verification, crate::OrderSystemError> {
+        verify_stores_each(
+            &OrderService::new(self.orders.clone()),
+            &PaymentService::new(self.payments.clone()),
+            &DeliveryService::new(self.deliveries.clone()),
+            &OrderStatusQuery::new(self.view.clone()),
+            out,
         )
         .await
     }

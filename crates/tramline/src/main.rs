@@ -7,6 +7,7 @@ mod migrate;
 mod parked;
 mod serve;
 mod telemetry;
+mod verify;
 mod view;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,9 @@ enum Command {
     Config(config::ConfigArgs),
     /// Operate on a declared view: `rebuild` it from its topics.
     View(view::ViewArgs),
+    /// Compare the Order Status View with the services' own tables and print every row and
+    /// column that differs; exit status 1 on any difference.
+    Verify(verify::VerifyArgs),
     /// Look at, retry or skip the messages consumers parked: `list`, `show`, `retry`, `skip`.
     Parked(parked::ParkedArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Config(args) => config::run(args),
         Command::View(args) => view::run(args).await,
         Command::Parked(args) => parked::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     };
     match outcome {
         Ok(code) => code,

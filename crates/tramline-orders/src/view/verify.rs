@@ -44,12 +44,78 @@ impl Verification {
 /// How many example ids a verification keeps.
 const EXAMPLES: usize = 5;
 
+/// One way a view row differs from what the services' tables imply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// The order.
+    pub order_id: String,
+    /// `missing` (no row for an order), `extra` (a row for no order), `stale` (a source's
+    /// version older than the source's, or absent) or `wrong` (a value that differs).
+    pub kind: &'static str,
+    /// The column (camelCase, as the API names it), for `stale` and `wrong`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// What the services imply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<serde_json::Value>,
+    /// What the view holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<serde_json::Value>,
+}
+
+/// Every column where `found` differs from `expected`.
+fn column_differences(
+    expected: &OrderStatusRow,
+    found: &OrderStatusRow,
+    out: &mut dyn FnMut(Difference),
+) {
+    let as_map = |row: &OrderStatusRow| match serde_json::to_value(row) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (expected_map, found_map) = (as_map(expected), as_map(found));
+    for (column, want) in &expected_map {
+        let got = found_map.get(column).unwrap_or(&serde_json::Value::Null);
+        if got == want {
+            continue;
+        }
+        let older = match (want.as_i64(), got.as_i64()) {
+            (Some(w), Some(g)) => g < w,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let kind = if column.ends_with("Version") && older {
+            "stale"
+        } else {
+            "wrong"
+        };
+        out(Difference {
+            order_id: expected.order_id.clone(),
+            kind,
+            column: Some(column.clone()),
+            expected: Some(want.clone()),
+            found: Some(got.clone()),
+        });
+    }
+}
+
 /// Compares every view row with what the three services hold.
 pub fn verify(
     orders: Vec<Order>,
     payments: Vec<Payment>,
     deliveries: Vec<Delivery>,
     rows: Vec<OrderStatusRow>,
+) -> Verification {
+    verify_each(orders, payments, deliveries, rows, &mut |_| {})
+}
+
+/// [`verify`], handing every difference to `out` as it is found.
+pub fn verify_each(
+    orders: Vec<Order>,
+    payments: Vec<Payment>,
+    deliveries: Vec<Delivery>,
+    rows: Vec<OrderStatusRow>,
+    out: &mut dyn FnMut(Difference),
 ) -> Verification {
     let mut v = Verification {
         orders: orders.len(),
@@ -72,6 +138,13 @@ pub fn verify(
         let Some(row) = rows.remove(&id) else {
             v.missing_rows += 1;
             v.mismatch(&id);
+            out(Difference {
+                order_id: id,
+                kind: "missing",
+                column: None,
+                expected: None,
+                found: None,
+            });
             continue;
         };
         let mut expected = OrderStatusRow {
@@ -107,6 +180,7 @@ pub fn verify(
             }
         }
         if row != expected {
+            column_differences(&expected, &row, out);
             let all_versions_right = sources.iter().all(|(seen, truth, _)| *seen == Some(*truth));
             if all_versions_right {
                 v.corrupt_columns += 1;
@@ -115,8 +189,17 @@ pub fn verify(
         }
     }
     // Rows for orders the order service does not have.
-    for id in rows.into_keys() {
+    let mut extra: Vec<String> = rows.into_keys().collect();
+    extra.sort_unstable();
+    for id in extra {
         v.mismatch(&id);
+        out(Difference {
+            order_id: id,
+            kind: "extra",
+            column: None,
+            expected: None,
+            found: None,
+        });
     }
     v
 }
@@ -132,17 +215,30 @@ pub async fn verify_stores(
     deliveries: &DeliveryService,
     view: &OrderStatusQuery,
 ) -> Result<Verification> {
+    verify_stores_each(orders, payments, deliveries, view, &mut |_| {}).await
+}
+
+/// [`verify_stores`], handing every difference to `out` as it is found (in order id order
+/// within each page), so a caller can print them all in bounded memory.
+pub async fn verify_stores_each(
+    orders: &OrderService,
+    payments: &PaymentService,
+    deliveries: &DeliveryService,
+    view: &OrderStatusQuery,
+    out: &mut (dyn FnMut(Difference) + Send),
+) -> Result<Verification> {
     let mut total = Verification::default();
     let mut after = String::new();
     loop {
         let page = orders.page_after(&after, PAGE).await?;
         // The last page also takes every view row past the last order: rows without an order.
         let upto = page.last().map(|o| o.order_id.clone());
-        let part = verify(
+        let part = verify_each(
             page,
             payments.for_orders_in(&after, upto.as_deref()).await?,
             deliveries.for_orders_in(&after, upto.as_deref()).await?,
             view.rows_in(&after, upto.as_deref()).await?,
+            out,
         );
         total.add(part);
         match upto {
