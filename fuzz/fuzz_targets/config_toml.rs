@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         Err(problems) => {
             assert!(!problems.is_empty(), "refused without a problem");
             for (i, p) in problems.iter().enumerate() {
-                assert!(!problems[..i].contains(p), "{p} reported twice: {problems:?}");
+                assert!(
+                    !problems[..i].contains(p),
+                    "{p} reported twice: {problems:?}"
+                );
             }
             return;
         }

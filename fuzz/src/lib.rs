@@ -171,28 +171,3 @@ pub fn unstamped(envelope: &Envelope) -> Envelope {
 pub fn is_json(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text).is_ok()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_head_sets_the_fields_and_the_headers() {
-        let f = Framed::parse(
-            b"@topic t\n@partition 2\n@offset 17\n@timestamp 5\n@key o-1\nid: x\n\n{\"a\":1}\n\n",
-        );
-        assert_eq!(f.topic.as_deref(), Some("t"));
-        assert_eq!((f.partition, f.offset, f.timestamp_ms), (2, 17, Some(5)));
-        assert_eq!(f.key, Some(&b"o-1"[..]));
-        assert_eq!(f.headers, [("id".to_owned(), &b"x"[..])]);
-        assert_eq!(f.value, b"{\"a\":1}\n\n");
-    }
-
-    #[test]
-    fn without_a_blank_line_it_is_all_value() {
-        let f = Framed::parse(b"{\"payload\":\"{}\"}");
-        assert_eq!(f.value, b"{\"payload\":\"{}\"}");
-        assert_eq!(f.wire_format(), WireFormat::Eventuate);
-        assert!(Framed::parse(b"@format plain-json\n\n1").wire_format() != WireFormat::Eventuate);
-    }
-}
