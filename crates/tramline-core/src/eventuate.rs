@@ -171,9 +171,15 @@ impl EventuateMessage {
     }
 }
 
-/// `ms` since the Unix epoch as an RFC 1123 HTTP date (`Sun, 29 Nov 2026 06:02:22 GMT`).
+/// The last instant an HTTP date can say (`Fri, 31 Dec 9999 23:59:59 GMT`), in ms since the
+/// Unix epoch.
+const LAST_HTTP_DATE_MS: i64 = 253_402_300_799_999;
+
+/// `ms` since the Unix epoch as an RFC 1123 HTTP date (`Sun, 29 Nov 2026 06:02:22 GMT`);
+/// a time before 1970 or after 9999, which an HTTP date cannot say (a record's timestamp is
+/// whatever its producer set), is dated on the first or the last day it can.
 pub fn http_date(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let at = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, LAST_HTTP_DATE_MS) as u64);
     httpdate::fmt_http_date(at)
 }
 
@@ -313,6 +319,35 @@ mod tests {
             no_id.into_envelope(Some("t"), None),
             Err(EventuateError::MissingHeader(ID))
         ));
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/eventuate_message.rs): a creation time after
+    /// the year 9999 (a `message` row's `creation_time`, a record's timestamp) panicked in
+    /// `httpdate` when the message was dated, on reading it and on publishing it again.
+    #[test]
+    fn a_creation_time_after_the_year_9999_is_dated_on_its_last_day() {
+        let headers = Envelope::parse_headers(r#"{"ID":""}"#).unwrap();
+        let e = EventuateMessage {
+            payload: "{}".into(),
+            headers,
+        }
+        .into_envelope(Some(""), Some(700_000_000_000_000))
+        .unwrap();
+        let json = EventuateMessage::json_of(&e, &e.topic);
+        let m = EventuateMessage::from_json(json.as_bytes()).unwrap();
+        assert_eq!(m.headers[DATE], "Fri, 31 Dec 9999 23:59:59 GMT");
+        let back = m.into_envelope(Some(""), Some(e.created_at_ms)).unwrap();
+        assert_eq!(back, e, "published again unchanged");
+        assert_eq!(http_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(http_date(i64::MIN), "Thu, 01 Jan 1970 00:00:00 GMT");
+        // A sender's DATE is compared with the creation time's: that is dated too.
+        let dated = EventuateMessage::from_json(
+            br#"{"payload":"{}","headers":{"ID":"x","DATE":"Tue, 15 Nov 1994 08:12:31 GMT"}}"#,
+        )
+        .unwrap()
+        .into_envelope(Some("t"), Some(i64::MAX))
+        .unwrap();
+        assert_eq!(dated.header(DATE), Some("Tue, 15 Nov 1994 08:12:31 GMT"));
     }
 
     #[test]

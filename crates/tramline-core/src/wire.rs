@@ -275,6 +275,33 @@ mod tests {
         assert_eq!(e.header(DECODE_ERROR), None);
     }
 
+    /// Found by the fuzzer (fuzz/fuzz_targets/wire_record.rs): a record whose producer
+    /// stamped it after the year 9999 decoded, then panicked when it was published again
+    /// (its `DATE` header is written from the timestamp).
+    #[test]
+    fn an_eventuate_record_stamped_after_the_year_9999_publishes_again() {
+        let value = br#"{"payload":"","headers":{"ID":""}}"#;
+        let record = RawRecord {
+            topic: "orders",
+            partition: 0,
+            offset: 0,
+            key: None,
+            value,
+            headers: &[],
+            timestamp_ms: Some(782_900_900_900_000),
+        };
+        let e = WireFormat::Eventuate.decode(&record).unwrap();
+        assert_eq!(e.created_at_ms, 782_900_900_900_000);
+        let again = EventuateMessage::json_of(&e, "orders");
+        let back = WireFormat::Eventuate
+            .decode(&RawRecord {
+                value: again.as_bytes(),
+                ..record
+            })
+            .unwrap();
+        assert_eq!(back, e);
+    }
+
     #[test]
     fn debezium_payloads_are_read_as_strings_objects_or_connect_envelopes() {
         let headers: &[(&str, &[u8])] = &[

@@ -19,6 +19,9 @@ pub const PAYMENT_EVENTS: &str = "payment-events";
 pub const DELIVERY_EVENTS: &str = "delivery-events";
 /// All three topics.
 pub const ALL_TOPICS: [&str; 3] = [ORDER_EVENTS, PAYMENT_EVENTS, DELIVERY_EVENTS];
+/// The longest id an event may carry: the stores' id columns hold 36 ASCII characters, a
+/// UUID's text (`VARCHAR(36) CHARACTER SET ascii` on MariaDB).
+pub const MAX_ID_LEN: usize = 36;
 
 /// One domain event: what happened and the aggregate's state after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +80,8 @@ impl DomainEvent {
     }
 
     /// Decodes a message; fails for an unknown event type, a type on the wrong topic, a
-    /// payload that does not parse, or a key that is not the payload's order id.
+    /// payload that does not parse, a key that is not the payload's order id, or a snapshot
+    /// the services never emit (see [`DomainEvent::check`]).
     pub fn decode(message: &Envelope) -> Result<DomainEvent> {
         let event_type = message
             .event_type()
@@ -114,13 +118,74 @@ impl DomainEvent {
                 event.order_id()
             )));
         }
-        if event.version() < 1 {
-            return Err(OrderSystemError::Malformed(format!(
-                "version must be at least 1, got {}",
-                event.version()
-            )));
-        }
+        event
+            .check()
+            .map_err(|why| OrderSystemError::Malformed(format!("{event_type} payload: {why}")))?;
         Ok(event)
+    }
+
+    /// Whether the event is one the services emit, or why not: its snapshot is in the status
+    /// its event type leaves the aggregate in, at version 1 when created and past it after
+    /// a change; its ids are ids the stores hold (1 to [`MAX_ID_LEN`] printable ASCII
+    /// characters: a UUID's text, or shorter), and an order's values pass the checks placing
+    /// it passed ([`Order::validate`]), a payment's amount is positive. Anything else comes
+    /// from a foreign or broken producer and would be stored, or acted on, as it is.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let (status_matches, created, ids): (bool, bool, &[(&str, &str)]) = match self {
+            DomainEvent::Order(t, o) => {
+                o.validate().map_err(|e| e.to_string())?;
+                (
+                    t.status() == o.status,
+                    *t == OrderEventType::Created,
+                    &[("orderId", &o.order_id)],
+                )
+            }
+            DomainEvent::Payment(t, p) => {
+                if p.amount_cents <= 0 {
+                    return Err(format!(
+                        "amountCents must be positive, got {}",
+                        p.amount_cents
+                    ));
+                }
+                (
+                    t.status() == p.status,
+                    *t == PaymentEventType::Created,
+                    &[("paymentId", &p.payment_id), ("orderId", &p.order_id)],
+                )
+            }
+            DomainEvent::Delivery(t, d) => (
+                t.status() == d.status,
+                *t == DeliveryEventType::Created,
+                &[("deliveryId", &d.delivery_id), ("orderId", &d.order_id)],
+            ),
+        };
+        let held = |id: &str| {
+            !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if let Some((field, id)) = ids.iter().find(|(_, id)| !held(id)) {
+            return Err(format!(
+                "{field} {id:?} is not 1 to {MAX_ID_LEN} printable ASCII characters"
+            ));
+        }
+        if !status_matches {
+            return Err("its status is not the one its event type leaves".into());
+        }
+        let version = self.version();
+        match (created, version) {
+            (true, 1) => {}
+            (true, _) => {
+                return Err(format!(
+                    "a created aggregate is at version 1, not {version}"
+                ))
+            }
+            (false, 2..) => {}
+            (false, _) => {
+                return Err(format!(
+                    "a changed aggregate is past version 1, not {version}"
+                ))
+            }
+        }
+        Ok(())
     }
 
     /// The aggregate version after this event.
@@ -168,6 +233,99 @@ mod tests {
             m.payload
         );
         assert_eq!(DomainEvent::decode(&m).unwrap(), e);
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/domain_event.rs): a snapshot no service emits
+    /// decoded, and would have been stored or acted on as it was; here a delivery id of 37
+    /// characters, which MariaDB's `VARCHAR(36)` id columns refuse at the insert.
+    #[test]
+    fn refuses_snapshots_the_services_never_emit() {
+        let order_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let decode = |topic: &str, event_type: &str, payload: &str| {
+            let m =
+                Envelope::new(topic, order_id, payload.into()).with_header(EVENT_TYPE, event_type);
+            DomainEvent::decode(&m).map_err(|e| e.to_string())
+        };
+        let found = decode(
+            DELIVERY_EVENTS,
+            "DeliveryCreated",
+            r#"{"deliveryId":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f:4a69","orderId":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","status":"READY","version":1}"#,
+        );
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("deliveryId")),
+            "{found:?}"
+        );
+        let delivery = |id: &str, status: &str, version: i64| {
+            format!(
+                r#"{{"deliveryId":"{id}","orderId":"{order_id}","status":"{status}","version":{version}}}"#
+            )
+        };
+        assert!(decode(
+            DELIVERY_EVENTS,
+            "DeliveryCreated",
+            &delivery("d-1", "READY", 1)
+        )
+        .is_ok());
+        for (event_type, payload, why) in [
+            ("DeliveryCreated", delivery("", "READY", 1), "deliveryId"),
+            ("DeliveryCreated", delivery("d 1", "READY", 1), "deliveryId"),
+            ("DeliveryCreated", delivery("d-1", "COMPLETED", 1), "status"),
+            ("DeliveryCreated", delivery("d-1", "READY", 2), "version 1"),
+            (
+                "DeliveryStarted",
+                delivery("d-1", "STARTED", 1),
+                "past version 1",
+            ),
+        ] {
+            let found = decode(DELIVERY_EVENTS, event_type, &payload);
+            assert!(
+                found.as_ref().is_err_and(|e| e.contains(why)),
+                "{payload}: {found:?}"
+            );
+        }
+        let payment = format!(
+            r#"{{"paymentId":"p-1","orderId":"{order_id}","amountCents":0,"status":"PENDING","version":1}}"#
+        );
+        let found = decode(PAYMENT_EVENTS, "PaymentCreated", &payment);
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("amountCents")),
+            "{found:?}"
+        );
+        let order = format!(
+            r#"{{"orderId":"{order_id}","customerId":"c","productId":"p","quantity":0,"amountCents":10,"shippingAddress":"a","status":"PENDING","version":1}}"#
+        );
+        let found = decode(ORDER_EVENTS, "OrderCreated", &order);
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("quantity")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn every_transition_leaves_the_status_its_event_names() {
+        let DomainEvent::Order(_, mut o) = created() else {
+            unreachable!("an order event")
+        };
+        assert_eq!(
+            o.on_payment_approved().map(OrderEventType::status),
+            Some(o.status)
+        );
+        let (mut p, t) = Payment::for_order("p-1".into(), "o-1".into(), 10);
+        assert_eq!(t.status(), p.status);
+        assert_eq!(
+            p.reject().map(PaymentEventType::status).ok(),
+            Some(p.status)
+        );
+        let (mut d, t) = Delivery::for_order("d-1".into(), "o-1".into());
+        assert_eq!(t.status(), d.status);
+        assert_eq!(
+            d.start().map(DeliveryEventType::status).ok(),
+            Some(d.status)
+        );
+        assert_eq!(
+            d.complete().map(DeliveryEventType::status).ok(),
+            Some(d.status)
+        );
     }
 
     #[test]

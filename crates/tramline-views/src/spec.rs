@@ -351,10 +351,15 @@ impl ViewSpec {
             events,
         };
         for e in declaration.validate() {
-            problems.push(SpecProblem {
+            let found = SpecProblem {
                 path: self.locate(&e, at),
                 message: e.to_string(),
-            });
+            };
+            // Things of one name (two groups, a column and the key) are located at the first
+            // of them: the same problem of each is one problem there.
+            if !problems.contains(&found) {
+                problems.push(found);
+            }
         }
         if problems.is_empty() {
             Ok(declaration)

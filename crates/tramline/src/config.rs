@@ -394,17 +394,55 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<Problem>> {
+        let Some(file) = file else {
+            return Config::from_sources(None, env);
+        };
+        if !file.is_file() {
+            return Err(vec![Problem {
+                path: file.display().to_string(),
+                message: "no such file".into(),
+            }]);
+        }
+        Config::from_sources(
+            Some((Toml::file_exact(file), file.display().to_string())),
+            env,
+        )
+    }
+
+    /// As [`Config::load`], with the file's contents given as text (problems of the text
+    /// itself have an empty path): the same parsing and checks.
+    ///
+    /// ```
+    /// use tramline::config::Config;
+    ///
+    /// let config = Config::from_toml("[order]\nlisten = \"127.0.0.1:9001\"\n", Vec::new())
+    ///     .expect("valid");
+    /// assert_eq!(config.order.listen, "127.0.0.1:9001");
+    /// let problems = Config::from_toml("[order]\nlisten = 3\n", Vec::new()).expect_err("invalid");
+    /// assert_eq!(problems[0].path, "order.listen");
+    /// ```
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<Problem>> {
+        Config::from_sources(Some((Toml::string(text), String::new())), env)
+    }
+
+    /// The configuration from `toml` (the TOML source and the path a problem of the source
+    /// itself is reported at), if any, with the environment's overrides on top.
+    fn from_sources(
+        toml: Option<(figment::providers::Data<Toml>, String)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.is_file() {
-                return Err(vec![Problem {
-                    path: file.display().to_string(),
-                    message: "no such file".into(),
-                }]);
+        let origin = match toml {
+            Some((source, origin)) => {
+                figment = figment.merge(source);
+                origin
             }
-            figment = figment.merge(Toml::file_exact(file));
-        }
+            None => String::new(),
+        };
         figment = figment.merge(env_overrides(env));
         let defaults = Value::serialize(Config::default()).expect("defaults serialise");
         match figment.extract::<Value>() {
@@ -414,7 +452,7 @@ impl Config {
                 return Err(e
                     .into_iter()
                     .map(|e| Problem {
-                        path: file.map(|f| f.display().to_string()).unwrap_or_default(),
+                        path: origin.clone(),
                         message: e.to_string(),
                     })
                     .collect());

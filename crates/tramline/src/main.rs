@@ -1,6 +1,6 @@
 //! `tramline`: runs the order system, its demo and its checks.
 
-mod config;
+use tramline::config;
 mod demo;
 mod load;
 mod migrate;

@@ -29,6 +29,17 @@ named_enum! {
     }
 }
 
+impl DeliveryEventType {
+    /// The status this event leaves its delivery in.
+    pub fn status(self) -> DeliveryStatus {
+        match self {
+            DeliveryEventType::Created => DeliveryStatus::Ready,
+            DeliveryEventType::Started => DeliveryStatus::Started,
+            DeliveryEventType::Completed => DeliveryStatus::Completed,
+        }
+    }
+}
+
 /// A delivery's full state; also the payload of every delivery event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -49,7 +60,7 @@ impl Delivery {
         let d = Delivery {
             delivery_id,
             order_id,
-            status: DeliveryStatus::Ready,
+            status: DeliveryEventType::Created.status(),
             version: 1,
         };
         (d, DeliveryEventType::Created)
@@ -57,19 +68,13 @@ impl Delivery {
 
     /// Starts a READY delivery.
     pub fn start(&mut self) -> Result<DeliveryEventType> {
-        self.advance(
-            DeliveryStatus::Ready,
-            DeliveryStatus::Started,
-            DeliveryEventType::Started,
-            "start",
-        )
+        self.advance(DeliveryStatus::Ready, DeliveryEventType::Started, "start")
     }
 
     /// Completes a STARTED delivery.
     pub fn complete(&mut self) -> Result<DeliveryEventType> {
         self.advance(
             DeliveryStatus::Started,
-            DeliveryStatus::Completed,
             DeliveryEventType::Completed,
             "complete",
         )
@@ -78,7 +83,6 @@ impl Delivery {
     fn advance(
         &mut self,
         from: DeliveryStatus,
-        to: DeliveryStatus,
         event: DeliveryEventType,
         action: &'static str,
     ) -> Result<DeliveryEventType> {
@@ -90,7 +94,7 @@ impl Delivery {
                 action,
             ));
         }
-        self.status = to;
+        self.status = event.status();
         self.version += 1;
         Ok(event)
     }

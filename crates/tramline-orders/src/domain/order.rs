@@ -41,6 +41,19 @@ named_enum! {
     }
 }
 
+impl OrderEventType {
+    /// The status this event leaves its order in.
+    pub fn status(self) -> OrderStatus {
+        match self {
+            OrderEventType::Created => OrderStatus::Pending,
+            OrderEventType::Approved => OrderStatus::Approved,
+            OrderEventType::Rejected => OrderStatus::Rejected,
+            OrderEventType::Cancelled => OrderStatus::Cancelled,
+            OrderEventType::Completed => OrderStatus::Completed,
+        }
+    }
+}
+
 /// The command to place an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -138,23 +151,40 @@ fn check_text(field: &'static str, value: &str, max: usize, lines: bool) -> Resu
 impl CreateOrder {
     /// Checks every value; the first invalid one is reported.
     pub fn validate(&self) -> Result<()> {
-        check_text("customerId", &self.customer_id, MAX_ID, false)?;
-        check_text("productId", &self.product_id, MAX_ID, false)?;
-        check_text("shippingAddress", &self.shipping_address, MAX_TEXT, true)?;
-        if !(1..=10_000).contains(&self.quantity) {
-            return Err(OrderSystemError::Invalid {
-                field: "quantity",
-                reason: format!("must be between 1 and 10000, got {}", self.quantity),
-            });
-        }
-        if self.amount_cents <= 0 {
-            return Err(OrderSystemError::Invalid {
-                field: "amountCents",
-                reason: format!("must be positive, got {}", self.amount_cents),
-            });
-        }
-        Ok(())
+        check_values(
+            &self.customer_id,
+            &self.product_id,
+            self.quantity,
+            self.amount_cents,
+            &self.shipping_address,
+        )
     }
+}
+
+/// The checks of [`CreateOrder::validate`], on an order's values wherever they come from.
+fn check_values(
+    customer_id: &str,
+    product_id: &str,
+    quantity: i64,
+    amount_cents: i64,
+    shipping_address: &str,
+) -> Result<()> {
+    check_text("customerId", customer_id, MAX_ID, false)?;
+    check_text("productId", product_id, MAX_ID, false)?;
+    check_text("shippingAddress", shipping_address, MAX_TEXT, true)?;
+    if !(1..=10_000).contains(&quantity) {
+        return Err(OrderSystemError::Invalid {
+            field: "quantity",
+            reason: format!("must be between 1 and 10000, got {quantity}"),
+        });
+    }
+    if amount_cents <= 0 {
+        return Err(OrderSystemError::Invalid {
+            field: "amountCents",
+            reason: format!("must be positive, got {amount_cents}"),
+        });
+    }
+    Ok(())
 }
 
 /// An order's full state; also the payload of every order event.
@@ -190,10 +220,22 @@ impl Order {
             quantity: cmd.quantity,
             amount_cents: cmd.amount_cents,
             shipping_address: cmd.shipping_address,
-            status: OrderStatus::Pending,
+            status: OrderEventType::Created.status(),
             version: 1,
         };
         Ok((order, OrderEventType::Created))
+    }
+
+    /// Checks the values it was placed with as [`CreateOrder::validate`] does: an order
+    /// read from elsewhere (an event's snapshot) holds only what placing an order accepts.
+    pub fn validate(&self) -> Result<()> {
+        check_values(
+            &self.customer_id,
+            &self.product_id,
+            self.quantity,
+            self.amount_cents,
+            &self.shipping_address,
+        )
     }
 
     /// The customer cancels; only a PENDING order can be cancelled.
@@ -206,29 +248,27 @@ impl Order {
                 "cancel",
             ));
         }
-        Ok(self.change(OrderStatus::Cancelled, OrderEventType::Cancelled))
+        Ok(self.change(OrderEventType::Cancelled))
     }
 
     /// The payment was approved: a PENDING order becomes APPROVED; otherwise nothing changes.
     pub fn on_payment_approved(&mut self) -> Option<OrderEventType> {
-        (self.status == OrderStatus::Pending)
-            .then(|| self.change(OrderStatus::Approved, OrderEventType::Approved))
+        (self.status == OrderStatus::Pending).then(|| self.change(OrderEventType::Approved))
     }
 
     /// The payment was rejected: a PENDING order becomes REJECTED; otherwise nothing changes.
     pub fn on_payment_rejected(&mut self) -> Option<OrderEventType> {
-        (self.status == OrderStatus::Pending)
-            .then(|| self.change(OrderStatus::Rejected, OrderEventType::Rejected))
+        (self.status == OrderStatus::Pending).then(|| self.change(OrderEventType::Rejected))
     }
 
     /// The delivery completed: a PENDING or APPROVED order becomes COMPLETED.
     pub fn on_delivery_completed(&mut self) -> Option<OrderEventType> {
         matches!(self.status, OrderStatus::Pending | OrderStatus::Approved)
-            .then(|| self.change(OrderStatus::Completed, OrderEventType::Completed))
+            .then(|| self.change(OrderEventType::Completed))
     }
 
-    fn change(&mut self, status: OrderStatus, event: OrderEventType) -> OrderEventType {
-        self.status = status;
+    fn change(&mut self, event: OrderEventType) -> OrderEventType {
+        self.status = event.status();
         self.version += 1;
         event
     }

@@ -33,6 +33,18 @@ named_enum! {
     }
 }
 
+impl PaymentEventType {
+    /// The status this event leaves its payment in.
+    pub fn status(self) -> PaymentStatus {
+        match self {
+            PaymentEventType::Created => PaymentStatus::Pending,
+            PaymentEventType::Approved => PaymentStatus::Approved,
+            PaymentEventType::Rejected => PaymentStatus::Rejected,
+            PaymentEventType::Cancelled => PaymentStatus::Cancelled,
+        }
+    }
+}
+
 /// A payment's full state; also the payload of every payment event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -60,7 +72,7 @@ impl Payment {
             payment_id,
             order_id,
             amount_cents,
-            status: PaymentStatus::Pending,
+            status: PaymentEventType::Created.status(),
             version: 1,
         };
         (p, PaymentEventType::Created)
@@ -68,35 +80,21 @@ impl Payment {
 
     /// Approves a PENDING payment.
     pub fn approve(&mut self) -> Result<PaymentEventType> {
-        self.decide(
-            PaymentStatus::Approved,
-            PaymentEventType::Approved,
-            "approve",
-        )
+        self.decide(PaymentEventType::Approved, "approve")
     }
 
     /// Rejects a PENDING payment.
     pub fn reject(&mut self) -> Result<PaymentEventType> {
-        self.decide(
-            PaymentStatus::Rejected,
-            PaymentEventType::Rejected,
-            "reject",
-        )
+        self.decide(PaymentEventType::Rejected, "reject")
     }
 
     /// Its order was cancelled: a PENDING payment is cancelled; a decided one stays as it is.
     pub fn on_order_cancelled(&mut self) -> Option<PaymentEventType> {
-        self.decide(
-            PaymentStatus::Cancelled,
-            PaymentEventType::Cancelled,
-            "cancel",
-        )
-        .ok()
+        self.decide(PaymentEventType::Cancelled, "cancel").ok()
     }
 
     fn decide(
         &mut self,
-        status: PaymentStatus,
         event: PaymentEventType,
         action: &'static str,
     ) -> Result<PaymentEventType> {
@@ -108,7 +106,7 @@ impl Payment {
                 action,
             ));
         }
-        self.status = status;
+        self.status = event.status();
         self.version += 1;
         Ok(event)
     }

@@ -220,3 +220,36 @@ fn column_types_parse() {
     assert!(column_type("decimal(12)").is_err());
     assert_eq!(column_type("json"), Ok(ColumnType::Json));
 }
+
+/// Found by the fuzzer (fuzz/fuzz_targets/config_toml.rs, minimised): the problems of things
+/// sharing a name (here the key and a column, both "") were located at one path and reported
+/// twice, where the configuration check promises every problem once.
+#[test]
+fn each_problem_is_reported_once() {
+    let text = r#"
+[views.order_status]
+key=""
+database_url=""
+listen=""
+[[views.order_status.groups]]
+name=""
+ordered_by=""
+columns=[{name="",type=""}]
+[[views.order_status.events]]
+topic=""
+group=""
+key={}
+"#;
+    let spec = views(text).remove("order_status").expect("declared");
+    let found = problems(&spec);
+    assert!(!found.is_empty());
+    for (i, p) in found.iter().enumerate() {
+        assert!(!found[..i].contains(p), "{p:?} twice in {found:?}");
+    }
+    let mut twice = spec.clone();
+    twice.groups.push(twice.groups[0].clone());
+    let found = problems(&twice);
+    for (i, p) in found.iter().enumerate() {
+        assert!(!found[..i].contains(p), "{p:?} twice in {found:?}");
+    }
+}
