@@ -84,7 +84,10 @@ async fn the_runtime_parks_poison_and_applies_everything_around_it(backend: Back
     batch.extend(second.iter().map(|r| r.envelope.clone()));
     log.publish(&batch).await.expect("published");
 
-    let handler = Arc::new(OrderStatusProjection::consumer(&db, "view"));
+    // Parking only the message (the default holds its key: tests/parking.rs).
+    let handler = OrderStatusProjection::consumer(&db, "view")
+        .with_parking(tramline_sql::ParkPolicy::Message);
+    let handler = Arc::new(handler);
     let runtime = ConsumerRuntime::new(Arc::clone(&handler), ConsumerConfig::default());
     let stats = runtime.stats();
     let topics: Vec<String> = ALL_TOPICS.iter().map(|s| s.to_string()).collect();
