@@ -7,6 +7,7 @@
 //! transaction, and the transport offset only after that.
 
 pub mod consumer;
+pub mod election;
 pub mod envelope;
 pub mod error;
 pub mod eventuate;

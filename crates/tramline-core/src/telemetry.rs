@@ -18,6 +18,12 @@ pub const OUTBOX_BACKLOG: &str = "tramline_outbox_backlog";
 /// Gauge: age in seconds of an outbox's oldest unpublished message (0 when none), sampled by
 /// its relay. Label `outbox`.
 pub const OUTBOX_OLDEST_AGE: &str = "tramline_outbox_oldest_age_seconds";
+/// Gauge: 1 while this relay leads its outbox (publishes), 0 while it stands by. Label
+/// `outbox`.
+pub const RELAY_LEADER: &str = "tramline_relay_leader";
+/// Gauge: the term of this relay's latest leadership of its outbox (grows with every
+/// takeover). Label `outbox`.
+pub const RELAY_TERM: &str = "tramline_relay_term";
 /// Counter: records whose effect a consumer applied. Label `group`.
 pub const CONSUMER_APPLIED: &str = "tramline_consumer_applied_total";
 /// Counter: records a consumer skipped as duplicates of an applied message id. Label `group`.
@@ -98,6 +104,8 @@ pub(crate) struct RelayMetrics {
     pub batch_size: Histogram,
     pub backlog: metrics::Gauge,
     pub oldest_age: metrics::Gauge,
+    pub leader: metrics::Gauge,
+    pub term: metrics::Gauge,
 }
 
 impl RelayMetrics {
@@ -109,6 +117,8 @@ impl RelayMetrics {
             batch_size: metrics::histogram!(RELAY_BATCH_SIZE, &label()),
             backlog: metrics::gauge!(OUTBOX_BACKLOG, &label()),
             oldest_age: metrics::gauge!(OUTBOX_OLDEST_AGE, &label()),
+            leader: metrics::gauge!(RELAY_LEADER, &label()),
+            term: metrics::gauge!(RELAY_TERM, &label()),
         }
     }
 }

@@ -61,6 +61,7 @@ use tramline_core::retry::RetryPolicy;
 use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
 use tramline_core::topics::TopicNames;
 use tramline_core::Error;
+use tramline_sql::election::{holder_name, SqlElection};
 use tramline_sql::parked::{ParkPolicy, ParkedOps};
 use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
@@ -217,6 +218,7 @@ impl OrderSystem {
             delivery: None,
             operator: None,
             relays: None,
+            election: None,
             view: None,
             declared: Vec::new(),
             retention: None,
@@ -330,6 +332,25 @@ impl std::fmt::Debug for HttpOptions {
 /// An outbox's service database, by the name its relay has.
 type NamedOutbox = (String, ServiceDb);
 
+/// How relays of one outbox in several processes elect the one that publishes (see
+/// [`SystemBuilder::relay_election`]).
+#[derive(Debug, Clone)]
+pub struct RelayElection {
+    /// This process's name among the relays (unique: [`holder_name`] makes one).
+    pub holder: String,
+    /// How long a leader that stopped answering keeps the lead (see [`SqlElection::open`]).
+    pub lease: Duration,
+}
+
+impl Default for RelayElection {
+    fn default() -> Self {
+        RelayElection {
+            holder: holder_name(),
+            lease: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The roles one process runs; [`SystemBuilder::start`] starts them.
 #[derive(Debug)]
 pub struct SystemBuilder<T> {
@@ -343,6 +364,7 @@ pub struct SystemBuilder<T> {
     delivery: Option<(ServiceDb, Option<String>)>,
     operator: Option<Scenario>,
     relays: Option<(Vec<NamedOutbox>, Option<String>)>,
+    election: Option<RelayElection>,
     view: Option<OrderStatusView>,
     declared: Vec<DeclaredView>,
     retention: Option<RetentionPolicy>,
@@ -412,6 +434,14 @@ impl<T: Transport> SystemBuilder<T> {
     ) -> Self {
         let outboxes = outboxes.into_iter().map(|(n, db)| (n.into(), db)).collect();
         self.relays = Some((outboxes, listen));
+        self
+    }
+
+    /// Elects the leader among several relay processes of each outbox through the outbox's
+    /// own database ([`SqlElection`]): only the leader publishes. Without it every relay
+    /// publishes as if it ran alone.
+    pub fn relay_election(mut self, election: RelayElection) -> Self {
+        self.election = Some(election);
         self
     }
 
@@ -611,7 +641,7 @@ impl<T: Transport> SystemBuilder<T> {
                     retry: self.retry.clone(),
                     ..self.relay.clone()
                 };
-                s.relay(name, db, config);
+                s.relay(name, db, config, self.election.clone());
             }
             if let Some(first) = outboxes.first() {
                 // Ready when the transport and every outbox's database answer.
@@ -875,14 +905,25 @@ impl<T: Transport> Starting<T> {
         Ok(())
     }
 
-    fn relay(&mut self, name: &str, db: &ServiceDb, config: RelayConfig) {
+    fn relay(
+        &mut self,
+        name: &str,
+        db: &ServiceDb,
+        config: RelayConfig,
+        election: Option<RelayElection>,
+    ) {
         let relay = OutboxRelay::new(Arc::clone(&db.outbox), Arc::clone(&self.transport), config);
         self.monitor
             .relays
             .push((name.to_owned(), relay.stats(), Arc::clone(&db.outbox)));
+        let (db, election_name) = (db.db.clone(), name.to_owned());
         self.supervisor
             .spawn(self.work, format!("{name} relay"), move |stop| async move {
-                relay.run(stop).await
+                let Some(e) = election else {
+                    return relay.run(stop).await;
+                };
+                let election = SqlElection::open(db, election_name, e.holder, e.lease).await?;
+                relay.run_elected(&election, stop).await
             });
     }
 

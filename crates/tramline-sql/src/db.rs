@@ -306,48 +306,45 @@ impl Db {
             }
             // The lock is held on a connection of its own, outside the pool (which may have
             // room for one connection only, needed by the migrations themselves).
-            Pool::MySql(p) => {
-                use sqlx::Connection;
-                let mut conn = sqlx::MySqlConnection::connect_with(&p.connect_options())
-                    .await
-                    .map_err(at)?;
-                let locked: Option<i64> = sqlx::query_scalar(
-                    "SELECT GET_LOCK(CONCAT('tramline_migrate.', DATABASE()), 300)",
-                )
-                .fetch_one(&mut conn)
-                .await
-                .map_err(at)?;
-                if locked != Some(1) {
+            Pool::MySql(_) | Pool::Postgres(_) => {
+                let (lock, unlock) = match self.dialect() {
+                    Dialect::MySql => (
+                        "SELECT GET_LOCK(CONCAT('tramline_migrate.', DATABASE()), 300) = 1",
+                        "SELECT RELEASE_LOCK(CONCAT('tramline_migrate.', DATABASE())) = 1",
+                    ),
+                    _ => (
+                        "SELECT true FROM (SELECT pg_advisory_lock(hashtext('tramline_migrate.' || current_schema()))) AS locked",
+                        "SELECT pg_advisory_unlock(hashtext('tramline_migrate.' || current_schema()))",
+                    ),
+                };
+                let mut session = self.session().await.map_err(at)?;
+                if session.fetch_bool(lock).await.map_err(at)? != Some(true) {
                     return Err(at(sqlx::Error::Protocol(
                         "another process held the migration lock for 5 minutes".into(),
                     )));
                 }
                 let applied = self.apply_tracked(migrator).await;
-                sqlx::query("SELECT RELEASE_LOCK(CONCAT('tramline_migrate.', DATABASE()))")
-                    .execute(&mut conn)
-                    .await
-                    .map_err(at)?;
-                let _ = conn.close().await;
+                session.fetch_bool(unlock).await.map_err(at)?;
+                session.close().await;
                 applied
             }
-            Pool::Postgres(p) => {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect_with(&p.connect_options())
-                    .await
-                    .map_err(at)?;
-                let key = "hashtext('tramline_migrate.' || current_schema())";
-                sqlx::query(&format!("SELECT pg_advisory_lock({key})"))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(at)?;
-                let applied = self.apply_tracked(migrator).await;
-                sqlx::query(&format!("SELECT pg_advisory_unlock({key})"))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(at)?;
-                let _ = conn.close().await;
-                applied
-            }
+        }
+    }
+
+    /// A new connection outside the pool, with the pool's options, whose session state (a
+    /// lock) lasts exactly as long as it does. Not on SQLite, which has no sessions.
+    pub(crate) async fn session(&self) -> Result<Session, sqlx::Error> {
+        use sqlx::Connection;
+        match &self.pool {
+            Pool::MySql(p) => Ok(Session::MySql(
+                sqlx::MySqlConnection::connect_with(&p.connect_options()).await?,
+            )),
+            Pool::Postgres(p) => Ok(Session::Postgres(
+                sqlx::PgConnection::connect_with(&p.connect_options()).await?,
+            )),
+            Pool::Sqlite(_) => Err(sqlx::Error::Configuration(
+                "SQLite has no server sessions to hold".into(),
+            )),
         }
     }
 
@@ -372,6 +369,47 @@ impl Db {
         }
         if let Some(r) = &self.readers {
             r.close().await;
+        }
+    }
+}
+
+/// A connection of its own, outside any pool (see [`Db::session`]).
+pub(crate) enum Session {
+    MySql(sqlx::MySqlConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Session {
+    /// Runs `sql` (no parameters, no rows).
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Session::MySql(c) => sqlx::query(sql).execute(c).await.map(drop),
+            Session::Postgres(c) => sqlx::query(sql).execute(c).await.map(drop),
+        }
+    }
+
+    /// Closes the connection, politely; a connection already gone is simply dropped.
+    pub(crate) async fn close(self) {
+        use sqlx::Connection;
+        let _ = match self {
+            Session::MySql(c) => c.close().await,
+            Session::Postgres(c) => c.close().await,
+        };
+    }
+
+    /// Runs `sql` (no parameters), returning its one row's first column as a boolean
+    /// (`NULL` as `None`).
+    pub(crate) async fn fetch_bool(&mut self, sql: &str) -> Result<Option<bool>, sqlx::Error> {
+        match self {
+            Session::MySql(c) => {
+                let v: Option<i64> = sqlx::query_scalar(sql).fetch_one(c).await?;
+                Ok(v.map(|v| v != 0))
+            }
+            Session::Postgres(c) => {
+                sqlx::query_scalar::<_, Option<bool>>(sql)
+                    .fetch_one(c)
+                    .await
+            }
         }
     }
 }

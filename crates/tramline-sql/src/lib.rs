@@ -54,6 +54,7 @@
 pub mod consumer;
 pub mod db;
 pub mod dialect;
+pub mod election;
 pub mod error;
 pub mod history;
 mod idempotency;

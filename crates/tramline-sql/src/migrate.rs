@@ -18,6 +18,8 @@ pub enum Schema {
     EventuateOutbox,
     /// Idempotency records of a command API (see [`crate::IdempotencyStore`]).
     Idempotency,
+    /// Who leads each election of relays (see [`crate::election::SqlElection`]).
+    Election,
 }
 
 impl Schema {
@@ -50,6 +52,11 @@ impl Schema {
             }
             (Dialect::Postgres, Schema::Idempotency) => {
                 sqlx::migrate!("./migrations/postgres/idempotency")
+            }
+            (Dialect::Sqlite, Schema::Election) => sqlx::migrate!("./migrations/sqlite/election"),
+            (Dialect::MySql, Schema::Election) => sqlx::migrate!("./migrations/mysql/election"),
+            (Dialect::Postgres, Schema::Election) => {
+                sqlx::migrate!("./migrations/postgres/election")
             }
         }
     }

@@ -178,6 +178,15 @@ pub struct RelayConfig {
     /// process as its service is woken by each commit; one in its own process (`serve relay`)
     /// learns of new messages only by looking, so this bounds the latency it adds.
     pub idle_poll_ms: u64,
+    /// Elect one leader among the relay processes of each outbox, through the outbox's own
+    /// database (docs/OPERATIONS.md); only the leader publishes. Off, every relay publishes.
+    pub elect: bool,
+    /// How long a leader that stopped answering keeps the lead (ms): a SIGKILLed leader's
+    /// lock goes at once on MariaDB and PostgreSQL, its lease on SQLite after at most this;
+    /// standbys campaign every fifth of it. At least 1000.
+    pub lease_ms: u64,
+    /// This process's name among the relays; by default host/pid/random.
+    pub holder: Option<String>,
 }
 
 /// What every HTTP listener shares.
@@ -339,6 +348,9 @@ impl Default for RelayConfig {
             listen: "127.0.0.1:8085".into(),
             batch_size: 1000,
             idle_poll_ms: 50,
+            elect: true,
+            lease_ms: 5000,
+            holder: None,
         }
     }
 }
@@ -581,6 +593,9 @@ impl Config {
         }
         if retention.interval_secs == 0 {
             problem("retention.interval_secs", "must be at least 1".into());
+        }
+        if self.relay.lease_ms < 1000 {
+            problem("relay.lease_ms", "must be at least 1000".into());
         }
         if self.relay.batch_size == 0 {
             problem("relay.batch_size", "must be at least 1".into());

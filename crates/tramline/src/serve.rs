@@ -26,7 +26,8 @@ use tramline_kafka::{KafkaConfig, KafkaTransport};
 use tramline_orders::http::{ApiOptions, Probe};
 use tramline_orders::services::{delivery, order, payment, Migrations, ServiceDb};
 use tramline_orders::system::{
-    DeclaredView, HttpOptions, OrderStatusView, OrderSystem, SystemBuilder, SystemError,
+    DeclaredView, HttpOptions, OrderStatusView, OrderSystem, RelayElection, SystemBuilder,
+    SystemError,
 };
 use tramline_orders::view;
 use tramline_sql::migrate::Schema;
@@ -335,6 +336,13 @@ async fn assemble<T: Transport>(
             outboxes.push((name, opened.service(name, service, migrations).await?));
         }
         system = system.relays(outboxes, Some(config.relay.listen.clone()));
+        if config.relay.elect {
+            let defaults = RelayElection::default();
+            system = system.relay_election(RelayElection {
+                holder: config.relay.holder.clone().unwrap_or(defaults.holder),
+                lease: Duration::from_millis(config.relay.lease_ms),
+            });
+        }
     }
     if let Some(policy) = config.retention.policy() {
         // The relay role sweeps the embedded log: one process does, however many read it.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::serve::{
-    client, free_address, get, metric, order_body, post, wait_ready, Served, TestDir,
+    client, free_address, get, metric, order_body, post, wait_ready, write_config, Served, TestDir,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -174,28 +174,6 @@ fn final_statuses(fate: Fate) -> (&'static str, &'static str, Option<&'static st
         Fate::Reject => ("REJECTED", "REJECTED", None),
         Fate::Complete => ("COMPLETED", "APPROVED", Some("COMPLETED")),
     }
-}
-
-/// Writes a `tramline serve` configuration: the `[transport]` section's lines; the order,
-/// payment, delivery and view services' listeners (`listen[0..4]`) and databases; the relay's
-/// listener (`listen[4]`) and its further lines; then `extra` sections.
-fn write_config(
-    dir: &Path,
-    transport: &str,
-    listen: &[String],
-    databases: [String; 4],
-    relay: &str,
-    extra: &str,
-) -> std::path::PathBuf {
-    let mut text = format!("[transport]\n{transport}\n");
-    let roles = ["order", "payment", "delivery", "view"];
-    for ((role, url), address) in roles.iter().zip(databases).zip(listen) {
-        text += &format!("[{role}]\nlisten = \"{address}\"\ndatabase_url = \"{url}\"\n");
-    }
-    text += &format!("[relay]\nlisten = \"{}\"\n{relay}\n{extra}", listen[4]);
-    let path = dir.join("tramline.toml");
-    std::fs::write(&path, text).expect("the config file is written");
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

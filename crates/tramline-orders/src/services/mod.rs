@@ -60,7 +60,16 @@ impl ServiceDb {
         topics: TopicNames,
     ) -> Result<Self> {
         let db = Db::connect(url, options).await?;
-        migrate(&db, &[layout.schema(), Schema::Inbox, Schema::Idempotency]).await?;
+        migrate(
+            &db,
+            &[
+                layout.schema(),
+                Schema::Inbox,
+                Schema::Idempotency,
+                Schema::Election,
+            ],
+        )
+        .await?;
         db.run_migrator(&mut service(db.dialect())).await?;
         let outbox = SqlOutbox::with_layout(db.clone(), layout).with_topics(topics);
         Ok(ServiceDb {

@@ -261,3 +261,25 @@ pub async fn view_rows(http: &reqwest::Client, base: &str, path: &str, key: &str
         }
     }
 }
+
+/// Writes a `tramline serve` configuration: the `[transport]` section's lines; the order,
+/// payment, delivery and view services' listeners (`listen[0..4]`) and databases; the relay's
+/// listener (`listen[4]`) and its further lines; then `extra` sections.
+pub fn write_config(
+    dir: &Path,
+    transport: &str,
+    listen: &[String],
+    databases: [String; 4],
+    relay: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let mut text = format!("[transport]\n{transport}\n");
+    let roles = ["order", "payment", "delivery", "view"];
+    for ((role, url), address) in roles.iter().zip(databases).zip(listen) {
+        text += &format!("[{role}]\nlisten = \"{address}\"\ndatabase_url = \"{url}\"\n");
+    }
+    text += &format!("[relay]\nlisten = \"{}\"\n{relay}\n{extra}", listen[4]);
+    let path = dir.join("tramline.toml");
+    std::fs::write(&path, text).expect("the config file is written");
+    path
+}
