@@ -1,6 +1,7 @@
 //! `tramline`: runs the order system, its demo and its checks.
 
 use tramline::config;
+mod chaos;
 mod demo;
 mod load;
 mod migrate;
@@ -42,6 +43,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Look at, retry or skip the messages consumers parked: `list`, `show`, `retry`, `skip`.
     Parked(parked::ParkedArgs),
+    /// Run the order system as separate processes, drive orders through its APIs while
+    /// SIGKILLing processes and crashing its database and broker, then check nothing was lost
+    /// or applied twice and the view is exact.
+    Chaos(chaos::ChaosArgs),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -63,6 +68,7 @@ async fn main() -> ExitCode {
         Command::View(args) => view::run(args).await,
         Command::Parked(args) => parked::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     };
     match outcome {
         Ok(code) => code,
