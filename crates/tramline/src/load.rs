@@ -79,8 +79,8 @@ struct Report {
     never_seen: u64,
 }
 
-/// The body of the `i`-th order.
-fn order(i: u64) -> serde_json::Value {
+/// The body of the `i`-th order (also `tramline chaos`'s).
+pub(crate) fn order(i: u64) -> serde_json::Value {
     let quantity = i % 5 + 1;
     serde_json::json!({
         "customerId": format!("customer-{}", i % 1000),

@@ -56,6 +56,16 @@ async fn leader(http: &reqwest::Client, relays: &[Relay]) -> Option<usize> {
     leaders.first().copied()
 }
 
+/// Every message id in `table` (duplicates included).
+async fn message_ids(db: &Db, table: &str) -> Vec<String> {
+    let stmt = db.stmt(&format!(
+        "SELECT {} FROM {table}",
+        db.dialect().json_tuples(&["id"])
+    ));
+    let rows: Vec<(String,)> = db.fetch_json(&stmt, "test", "ids").await.expect("reads");
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
 async fn count(db: &Db, sql: &str) -> i64 {
     db.fetch_i64(&db.stmt(sql), "test", "count")
         .await
@@ -195,35 +205,9 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_nothing_is_lost(backen
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let written = count(&outbox, "SELECT COUNT(*) FROM tramline_outbox").await;
-    let mut ids: Vec<String> = outbox
-        .fetch_json(
-            &outbox.stmt(&format!(
-                "SELECT {} FROM tramline_outbox",
-                outbox.dialect().json_objects(&[("id", "id")])
-            )),
-            "test",
-            "ids",
-        )
-        .await
-        .expect("reads")
-        .into_iter()
-        .map(|v: serde_json::Value| v["id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let mut ids = message_ids(&outbox, "tramline_outbox").await;
     ids.sort();
-    let mut logged: Vec<String> = log
-        .fetch_json(
-            &log.stmt(&format!(
-                "SELECT {} FROM tramline_log",
-                log.dialect().json_objects(&[("id", "id")])
-            )),
-            "test",
-            "ids",
-        )
-        .await
-        .expect("reads")
-        .into_iter()
-        .map(|v: serde_json::Value| v["id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let mut logged = message_ids(&log, "tramline_log").await;
     let records = logged.len();
     logged.sort();
     logged.dedup();

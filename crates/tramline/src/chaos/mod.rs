@@ -322,17 +322,6 @@ impl Client {
     }
 }
 
-fn order_body(i: u64) -> Value {
-    let quantity = i % 5 + 1;
-    serde_json::json!({
-        "customerId": format!("customer-{}", i % 97),
-        "productId": format!("product-{}", i % 13),
-        "quantity": quantity,
-        "amountCents": quantity * 1999,
-        "shippingAddress": format!("{} Chaos Street", i + 1),
-    })
-}
-
 /// Drives order `i` to its fate; its id once answered 201.
 async fn drive(
     client: &Client,
@@ -350,7 +339,7 @@ async fn drive(
     let (status, body) = client
         .post(
             &format!("{order}/orders"),
-            Some(&order_body(i)),
+            Some(&crate::load::order(i)),
             &key("place"),
         )
         .await?;
