@@ -57,7 +57,7 @@ use tokio::net::TcpListener;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, LaneBy};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
-use tramline_core::retry::RetryPolicy;
+use tramline_core::retry::{RetryCounters, RetryPolicy};
 use tramline_core::supervisor::{Stage, Supervisor, SupervisorError};
 use tramline_core::topics::TopicNames;
 use tramline_core::Error;
@@ -537,9 +537,12 @@ impl<T: Transport> SystemBuilder<T> {
     /// starts it all; nothing runs until [`System::run`].
     pub async fn start(self) -> Result<System<T>, SystemError> {
         if let Some(partitions) = self.partitions {
+            // Processes starting together create the same topics at once: a deadlock or a
+            // lost race on the embedded log's tables is retried, like any transient error.
+            let retries = RetryCounters::default();
             for topic in self.topics() {
-                self.transport
-                    .create_topic(&topic, partitions)
+                self.retry
+                    .run(&retries, || self.transport.create_topic(&topic, partitions))
                     .await
                     .map_err(|source| SystemError::Topic { topic, source })?;
             }
