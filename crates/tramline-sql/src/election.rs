@@ -132,10 +132,10 @@ struct State {
 
 impl SqlElection {
     /// Takes part in `election` (an outbox's name) in `db` as `holder` (unique among the
-    /// relays: [`holder_name`] makes one); [`Schema::Election`] must be migrated. `lease` bounds how
-    /// long a leader that stopped answering keeps the lead: a SIGKILLed leader's lock goes at
-    /// once on MariaDB and PostgreSQL, its lease on SQLite after at most `lease`. Standbys
-    /// campaign every fifth of it.
+    /// relays: [`holder_name`] makes one); [`crate::Schema::Election`] must be migrated.
+    /// `lease` bounds how long a leader that stopped answering keeps the lead: a SIGKILLed
+    /// leader's lock goes at once on MariaDB and PostgreSQL, its lease on SQLite after at most
+    /// `lease`. Standbys campaign every fifth of it.
     pub async fn open(
         db: Db,
         election: impl Into<String>,
@@ -155,11 +155,19 @@ impl SqlElection {
         seed.bind(election.election.as_str())
             .push(", '', 0, 0, 0)")
             .push(&election.db.dialect().insert_missing(&["election"]));
-        election
-            .db
-            .execute(&seed, STORE, "seed the election")
-            .await?;
-        Ok(election)
+        // Relays starting together seed the same row at once: a deadlock or busy database is
+        // tried again.
+        let mut attempt = 0;
+        loop {
+            match election.db.execute(&seed, STORE, "seed the election").await {
+                Ok(_) => return Ok(election),
+                Err(e) if e.retry_cause().is_some() && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// This relay's name in the election.
