@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 use tokio_util::sync::CancellationToken;
 use tramline_core::election::{Election, Term};
-use tramline_core::ports::{Outbox, Subscription, Transport};
+use tramline_core::ports::{Outbox, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::Envelope;
 use tramline_sql::election::{leader, SqlElection};
 use tramline_sql::{migrate, Db, DbOptions, Schema, SqlLog, SqlOutbox};
-use tramline_testkit::{on_every_database, Backend, TestDbs};
+use tramline_testkit::{drain, on_every_database, Backend, TestDbs};
 
 async fn db(dbs: &TestDbs) -> Db {
     let db = Db::connect(&dbs.url("service").await, &DbOptions::default())
@@ -276,17 +276,11 @@ async fn two_relays_of_one_outbox_publish_everything_with_one_leader_at_a_time(b
         .subscribe("check", &["t".to_owned()])
         .await
         .expect("subscribes");
-    let mut seen = Vec::new();
-    loop {
-        let got = sub
-            .poll(1000, Duration::from_millis(20))
-            .await
-            .expect("polls");
-        if got.is_empty() {
-            break;
-        }
-        seen.extend(got.into_iter().map(|r| r.envelope.payload));
-    }
+    let seen: Vec<String> = drain(&mut sub)
+        .await
+        .into_iter()
+        .map(|r| r.envelope.payload)
+        .collect();
     let distinct: BTreeSet<u32> = seen.iter().map(|p| p.parse().expect("a number")).collect();
     assert_eq!(
         distinct,

@@ -8,7 +8,7 @@ use tramline_core::partitioner::partition_for;
 use tramline_core::ports::{Subscription, Transport};
 use tramline_core::{Envelope, Error};
 use tramline_sql::{DbOptions, SqlLog};
-use tramline_testkit::{on_every_database, Backend, TestDbs};
+use tramline_testkit::{drain, on_every_database, Backend, TestDbs};
 
 async fn log(dbs: &TestDbs) -> SqlLog {
     SqlLog::open(&dbs.url("log").await, &DbOptions::default())
@@ -18,20 +18,6 @@ async fn log(dbs: &TestDbs) -> SqlLog {
 
 fn topics() -> Vec<String> {
     vec!["t".to_owned()]
-}
-
-async fn drain<S: Subscription>(sub: &mut S) -> Vec<tramline_core::Record> {
-    let mut all = Vec::new();
-    loop {
-        let got = sub
-            .poll(100, Duration::from_millis(10))
-            .await
-            .expect("poll");
-        if got.is_empty() {
-            return all;
-        }
-        all.extend(got);
-    }
 }
 
 async fn keys_keep_their_partition_and_order_and_offsets_are_dense(backend: Backend) {

@@ -11,7 +11,7 @@ use tramline_core::relay::{OutboxRelay, RelayConfig};
 use tramline_core::{Envelope, Record};
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
 use tramline_sql::{migrate, Db, DbOptions, Inbox, OutboxLayout, Schema, SqlLog, SqlOutbox};
-use tramline_testkit::{on_every_database, Backend, TestDbs};
+use tramline_testkit::{drain, on_every_database, Backend, TestDbs};
 
 /// Everything due at once, in pages of 7 rows so that paging is exercised.
 fn due_now(compact_log: bool) -> RetentionPolicy {
@@ -141,20 +141,6 @@ async fn stored(db: &Db) -> BTreeMap<i64, Vec<(i64, String, String)>> {
         records.sort();
     }
     parts
-}
-
-async fn drain<S: Subscription>(sub: &mut S) -> Vec<Record> {
-    let mut all = Vec::new();
-    loop {
-        let got = sub
-            .poll(100, Duration::from_millis(10))
-            .await
-            .expect("poll");
-        if got.is_empty() {
-            return all;
-        }
-        all.extend(got);
-    }
 }
 
 async fn the_log_keeps_what_a_group_has_not_read_and_the_newest_record_of_each_key(

@@ -21,6 +21,23 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+/// Every record `sub` can read now: polls until a poll comes back empty.
+pub async fn drain<S: tramline_core::ports::Subscription>(
+    sub: &mut S,
+) -> Vec<tramline_core::Record> {
+    let mut all = Vec::new();
+    loop {
+        let got = sub
+            .poll(100, std::time::Duration::from_millis(10))
+            .await
+            .expect("poll");
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
 /// A seeded random generator; the seed is printed so a failing run can be replayed with
 /// `TRAMLINE_TEST_SEED`.
 pub fn rng() -> StdRng {
