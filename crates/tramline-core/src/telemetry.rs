@@ -55,6 +55,12 @@ pub const RETENTION_ROWS: &str = "tramline_retention_rows";
 /// Gauge: age in seconds of the oldest row of a table retention sweeps (0 when empty),
 /// sampled after each sweep. Labels `store`, `table`.
 pub const RETENTION_OLDEST_AGE: &str = "tramline_retention_oldest_age_seconds";
+/// Gauge: 1 when tramline vacuums a PostgreSQL database's tables itself because the
+/// server's autovacuum is off, else 0. Label `store`.
+pub const VACUUM_STAND_IN: &str = "tramline_vacuum_stand_in";
+/// Counter: `VACUUM (ANALYZE)` or `ANALYZE` statements the stand-in ran. Labels `store`,
+/// `action` (`vacuum`, `analyze`).
+pub const VACUUM_RUNS: &str = "tramline_vacuum_runs_total";
 
 /// Seconds from `created_at_ms` to `now_ms`, never negative (clocks of different hosts).
 pub fn age_seconds(now_ms: i64, created_at_ms: i64) -> f64 {

@@ -65,6 +65,7 @@ use tramline_sql::election::{holder_name, SqlElection};
 use tramline_sql::parked::{ParkPolicy, ParkedOps};
 use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
+use tramline_sql::vacuum::Vacuum;
 use tramline_sql::{Db, DbOptions, Inbox, OutboxLayout, SqlError, SqlOutbox};
 use tramline_views::http::ViewQuery;
 use utoipa::OpenApi;
@@ -223,6 +224,8 @@ impl OrderSystem {
             declared: Vec::new(),
             retention: None,
             sweeps: Vec::new(),
+            vacuum: true,
+            stand_ins: Vec::new(),
             parking: BTreeMap::new(),
         }
     }
@@ -369,6 +372,8 @@ pub struct SystemBuilder<T> {
     declared: Vec<DeclaredView>,
     retention: Option<RetentionPolicy>,
     sweeps: Vec<Retention>,
+    vacuum: bool,
+    stand_ins: Vec<Vacuum>,
     parking: BTreeMap<String, ParkPolicy>,
 }
 
@@ -477,8 +482,31 @@ impl<T: Transport> SystemBuilder<T> {
         self
     }
 
+    /// On a PostgreSQL server with autovacuum off, vacuums and analyzes the tables of every
+    /// role's database itself ([`tramline_sql::vacuum`]); on by default. Off, such a
+    /// server's tables bloat and keep an empty table's plans as they grow.
+    pub fn vacuum_stand_in(mut self, on: bool) -> Self {
+        self.vacuum = on;
+        self
+    }
+
+    /// Runs another autovacuum stand-in beside the roles' (e.g. the embedded log's
+    /// database's), whatever [`SystemBuilder::vacuum_stand_in`] says.
+    pub fn stand_in(mut self, vacuum: Vacuum) -> Self {
+        self.stand_ins.push(vacuum);
+        self
+    }
+
     /// The retention sweeps of the roles' databases, one per database, by `policy`.
     fn retentions(&self, policy: &RetentionPolicy) -> Vec<Retention> {
+        self.stores()
+            .into_iter()
+            .map(|(name, db, tables)| Retention::new(db, name, tables, policy.clone()))
+            .collect()
+    }
+
+    /// The roles' databases, by store name, with the tables retention sweeps in each.
+    fn stores(&self) -> Vec<(String, Db, Vec<Table>)> {
         let mut stores: Vec<(String, Db, Vec<Table>)> = Vec::new();
         let mut add =
             |name: &str, db: &Db, table: Table| match stores.iter_mut().find(|(n, _, _)| n == name)
@@ -507,9 +535,6 @@ impl<T: Transport> SystemBuilder<T> {
             add(&v.name, &v.db, Table::Inbox);
         }
         stores
-            .into_iter()
-            .map(|(name, db, tables)| Retention::new(db, name, tables, policy.clone()))
-            .collect()
     }
 
     /// The topics the roles read and write.
@@ -666,6 +691,14 @@ impl<T: Transport> SystemBuilder<T> {
                 s.listen("relay", listen, routes);
             }
         }
+        let mut stand_ins: Vec<Vacuum> = match self.vacuum {
+            true => self
+                .stores()
+                .into_iter()
+                .map(|(name, db, _)| Vacuum::new(db, name))
+                .collect(),
+            false => Vec::new(),
+        };
         let mut sweeps = match &self.retention {
             Some(policy) => self.retentions(policy),
             None => Vec::new(),
@@ -673,6 +706,10 @@ impl<T: Transport> SystemBuilder<T> {
         sweeps.extend(self.sweeps);
         for retention in sweeps {
             s.sweep(retention);
+        }
+        stand_ins.extend(self.stand_ins);
+        for vacuum in stand_ins {
+            s.stand_in(vacuum);
         }
         if let Some(options) = &self.http {
             let retention = options.idempotency_retention;
@@ -936,6 +973,15 @@ impl<T: Transport> Starting<T> {
         self.supervisor
             .spawn(self.work, name, move |stop| async move {
                 retention.run(stop).await
+            });
+    }
+
+    /// Runs `vacuum`, the autovacuum stand-in, in the work stage.
+    fn stand_in(&mut self, vacuum: Vacuum) {
+        let name = format!("{} vacuum", vacuum.store());
+        self.supervisor
+            .spawn(self.work, name, move |stop| async move {
+                vacuum.run(stop).await
             });
     }
 

@@ -232,6 +232,23 @@ impl Db {
         })
     }
 
+    /// Runs SQL text outside any transaction, binding nothing: statements PostgreSQL refuses
+    /// in a transaction block (`VACUUM`).
+    pub async fn execute_raw(
+        &self,
+        sql: &str,
+        store: &str,
+        operation: &'static str,
+    ) -> Result<(), SqlError> {
+        let at = SqlError::at(store, operation);
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Pool::MySql(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Pool::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .map_err(at)
+    }
+
     /// Runs a statement returning one row whose first column is a JSON array (built with
     /// [`Dialect::json_objects`] or [`Dialect::json_tuples`]; NULL for no rows) and decodes
     /// its elements.

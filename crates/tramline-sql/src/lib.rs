@@ -67,6 +67,7 @@ pub mod parked;
 pub mod provision;
 pub mod readmodel;
 pub mod retention;
+pub mod vacuum;
 
 pub use consumer::{Apply, TransactionalConsumer};
 pub use db::{insert_rows, Conn, Db, DbOptions, Stmt, Tx, Writer};
@@ -80,3 +81,4 @@ pub use outbox::{OutboxLayout, SqlOutbox};
 pub use parked::{ParkPolicy, ParkedMessage};
 pub use readmodel::{ReadModelError, ReadModelProjection, ReadModelTable};
 pub use retention::{Retention, RetentionPolicy};
+pub use vacuum::Vacuum;

@@ -252,6 +252,10 @@ pub struct RetentionConfig {
     pub batch_size: usize,
     /// Time between sweeps (s).
     pub interval_secs: u64,
+    /// On a PostgreSQL server with autovacuum off, vacuum and analyze tramline's schemas
+    /// ourselves, by autovacuum's thresholds; deletes free nothing and plans go stale
+    /// otherwise (docs/OPERATIONS.md). Independent of `enabled`.
+    pub vacuum_stand_in: bool,
 }
 
 impl RetentionConfig {
@@ -281,6 +285,7 @@ impl Default for RetentionConfig {
             log_compaction: policy.compact_log,
             batch_size: policy.batch_size,
             interval_secs: policy.interval.as_secs(),
+            vacuum_stand_in: true,
         }
     }
 }

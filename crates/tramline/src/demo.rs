@@ -29,6 +29,7 @@ use tramline_orders::services::order::OrderService;
 use tramline_orders::system::{self, OrderStatusView, OrderSystem, Stores};
 use tramline_sql::provision::Scratch;
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
+use tramline_sql::vacuum::Vacuum;
 use tramline_sql::{Db, DbOptions, Dialect, OutboxLayout, SqlLog};
 
 /// How the view applies events.
@@ -145,6 +146,10 @@ pub struct DemoArgs {
     /// week), which a demo never reaches.
     #[arg(long, value_name = "S")]
     retention_secs: Option<u64>,
+    /// Do not vacuum and analyze the stores' tables on a PostgreSQL server whose autovacuum
+    /// is off (`retention.vacuum_stand_in = false` of `serve`): to measure what it saves.
+    #[arg(long)]
+    no_vacuum_stand_in: bool,
 }
 
 /// What carries the events between the services.
@@ -488,6 +493,10 @@ async fn run_system<T: Transport>(
             system = system.sweep(Retention::new(log.clone(), "log", tables, policy.clone()));
         }
         system = system.retention(policy);
+    }
+    system = system.vacuum_stand_in(!args.no_vacuum_stand_in);
+    if let (Some(log), false) = (log, args.no_vacuum_stand_in) {
+        system = system.stand_in(Vacuum::new(log.clone(), "log"));
     }
     let system = system
         .create_topics(args.partitions)

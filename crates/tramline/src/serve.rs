@@ -33,6 +33,7 @@ use tramline_orders::view;
 use tramline_sql::migrate::Schema;
 use tramline_sql::readmodel::ReadModelTable;
 use tramline_sql::retention::{Retention, Table};
+use tramline_sql::vacuum::Vacuum;
 use tramline_sql::{Db, DbOptions, Dialect, SqlLog};
 use tramline_views::ViewSpec;
 
@@ -346,11 +347,18 @@ async fn assemble<T: Transport>(
     }
     if let Some(policy) = config.retention.policy() {
         // The relay role sweeps the embedded log: one process does, however many read it.
-        if let (Some(log), true) = (log, role.runs(Role::Relay)) {
+        if let (Some(log), true) = (log.clone(), role.runs(Role::Relay)) {
             let tables = [Table::Log];
             system = system.sweep(Retention::new(log, "log", tables, policy.clone()));
         }
         system = system.retention(policy);
+    }
+    system = system.vacuum_stand_in(config.retention.vacuum_stand_in);
+    if let (Some(log), true) = (
+        log,
+        role.runs(Role::Relay) && config.retention.vacuum_stand_in,
+    ) {
+        system = system.stand_in(Vacuum::new(log, "log"));
     }
     Ok(system)
 }
