@@ -152,39 +152,35 @@ impl Vacuum {
     pub async fn run(&self, cancel: CancellationToken) -> Result<(), SqlError> {
         let mut every = tokio::time::interval(self.every);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut needed = false;
+        let gauge = metrics::gauge!(VACUUM_STAND_IN, "store" => self.store.clone());
+        // First learn whether the server needs it.
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = every.tick() => {}
             }
-            if !needed {
-                match self.needed().await {
-                    Ok(false) => {
-                        metrics::gauge!(VACUUM_STAND_IN, "store" => self.store.clone()).set(0.0);
-                        cancel.cancelled().await;
-                        return Ok(());
-                    }
-                    Ok(true) => {
-                        needed = true;
-                        metrics::gauge!(VACUUM_STAND_IN, "store" => self.store.clone()).set(1.0);
-                        tracing::warn!(
-                            store = %self.store,
-                            "autovacuum is off on this PostgreSQL server: tramline vacuums and \
-                             analyzes its schema's tables itself (docs/OPERATIONS.md, \
-                             \"PostgreSQL without autovacuum\")"
-                        );
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            store = %self.store,
-                            error = %tramline_core::error::sentence(&e),
-                            "could not read the autovacuum setting; trying again"
-                        );
-                        continue;
-                    }
+            match self.needed().await {
+                Ok(true) => break,
+                Ok(false) => {
+                    gauge.set(0.0);
+                    cancel.cancelled().await;
+                    return Ok(());
                 }
+                Err(e) => tracing::warn!(
+                    store = %self.store,
+                    error = %tramline_core::error::sentence(&e),
+                    "could not read the autovacuum setting; trying again"
+                ),
             }
+        }
+        gauge.set(1.0);
+        tracing::warn!(
+            store = %self.store,
+            "autovacuum is off on this PostgreSQL server: tramline vacuums and analyzes its \
+             schema's tables itself (docs/OPERATIONS.md, \"PostgreSQL without autovacuum\")"
+        );
+        // Then stand in, a pass a tick (the first one at once).
+        loop {
             match self.pass().await {
                 Ok(done) => {
                     for (table, action) in done {
@@ -196,6 +192,10 @@ impl Vacuum {
                     error = %tramline_core::error::sentence(&e),
                     "vacuum stand-in failed; trying again at the next pass"
                 ),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = every.tick() => {}
             }
         }
     }
