@@ -14,6 +14,8 @@ fn tramline(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tramline"))
         .arg("parked")
         .args(args)
+        // The other stores keep their default relative paths: inside the test's directory.
+        .current_dir(dir)
         .env("TRAMLINE_VIEW__DATABASE_URL", url)
         .output()
         .expect("the tramline binary runs");
