@@ -6,6 +6,7 @@
 //! *effect* comes from the consumer committing its effect and its dedupe record in one
 //! transaction, and the transport offset only after that.
 
+pub mod changes;
 pub mod consumer;
 pub mod election;
 pub mod envelope;

@@ -63,6 +63,10 @@ pub enum ValueSource {
     RecordKey,
     /// A constant: what a delta event's type means (`PaymentApprovedEvent` → `APPROVED`).
     Constant(String),
+    /// When the record was created (its outbox row written), in whole milliseconds since the
+    /// Unix epoch: what a timestamp or integer column takes as "when this source last
+    /// changed". The same on every redelivery, so a rebuilt view holds the same value.
+    RecordTime,
 }
 
 /// What gives a group's events their order.
@@ -572,6 +576,7 @@ impl ValueSource {
             ValueSource::Header(name) => format!("header {name}"),
             ValueSource::RecordKey => "the record key".into(),
             ValueSource::Constant(c) => format!("constant {c:?}"),
+            ValueSource::RecordTime => "the record's creation time".into(),
         }
     }
 
@@ -591,6 +596,7 @@ impl ValueSource {
             ValueSource::Header(name) => record.envelope.header(name).map(str::to_owned),
             ValueSource::RecordKey => Some(record.envelope.key.clone()),
             ValueSource::Constant(c) => Some(c.clone()),
+            ValueSource::RecordTime => Some(record.envelope.created_at_ms.to_string()),
         }
     }
 }

@@ -54,6 +54,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tramline_core::changes::ChangeFeed;
 use tramline_core::consumer::{ConsumerConfig, ConsumerRuntime, ConsumerStats, LaneBy};
 use tramline_core::ports::{Handler, Transport};
 use tramline_core::relay::{OutboxRelay, RelayConfig, RelayStats};
@@ -67,6 +69,7 @@ use tramline_sql::readmodel::{ReadModelProjection, ReadModelTable};
 use tramline_sql::retention::{Retention, RetentionPolicy, Table};
 use tramline_sql::vacuum::Vacuum;
 use tramline_sql::{Db, DbOptions, Inbox, OutboxLayout, SqlError, SqlOutbox};
+use tramline_views::console::{self, ConsoleConfig, LiveRows};
 use tramline_views::http::ViewQuery;
 use utoipa::OpenApi;
 
@@ -320,6 +323,8 @@ pub struct HttpOptions {
     pub extra: Option<Router>,
     /// How long `Idempotency-Key` records are kept; purged hourly by the command services.
     pub idempotency_retention: Duration,
+    /// Whether view listeners serve the web console at `/` ([`tramline_views::console`]).
+    pub console: bool,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -328,6 +333,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("api", &self.api)
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_retention", &self.idempotency_retention)
+            .field("console", &self.console)
             .finish_non_exhaustive()
     }
 }
@@ -584,6 +590,7 @@ impl<T: Transport> SystemBuilder<T> {
             work,
             listeners: Vec::new(),
             parking: self.parking.clone(),
+            console_stop: CancellationToken::new(),
             monitor: Monitor {
                 transport: Arc::clone(&self.transport),
                 relays: Vec::new(),
@@ -639,8 +646,13 @@ impl<T: Transport> SystemBuilder<T> {
                 .await?;
         }
         for v in &self.declared {
+            let feed = s.console_on(&v.listen).then(ChangeFeed::default);
             let projection = ReadModelProjection::new(v.db.clone(), &v.group, v.table.clone())
                 .with_parking(s.parking_of(&v.group));
+            let projection = match &feed {
+                Some(feed) => projection.with_changes(feed.clone()),
+                None => projection,
+            };
             let projection = Arc::new(projection);
             let parking = Parking::of(&projection);
             let ops: Arc<dyn ParkedOps> = projection.clone();
@@ -655,7 +667,24 @@ impl<T: Transport> SystemBuilder<T> {
                 Arc::new(v.table.clone()),
                 v.route.clone(),
             );
-            let routes = tramline_views::http::router(query);
+            let mut routes = tramline_views::http::router(query.clone());
+            if let Some(feed) = feed {
+                let config = ConsoleConfig {
+                    parked: true,
+                    auth: api.bearer_token.is_some(),
+                    ..ConsoleConfig::declared(&v.name, &v.route, &v.table, &v.group)
+                };
+                let live = LiveRows::new(feed, move |key| {
+                    let query = query.clone();
+                    async move {
+                        query
+                            .row(&key)
+                            .await
+                            .map_err(|e| tramline_core::error::sentence(&e))
+                    }
+                });
+                routes = routes.merge(console::router(config, Some(live), s.console_stop.clone()));
+            }
             let routes = http::service(routes, document, v.queries.clone(), &admin(&api, ops));
             s.listen(&v.name, &v.listen, routes);
         }
@@ -780,6 +809,8 @@ struct Starting<T> {
     listeners: Vec<(String, String, Router)>,
     parking: BTreeMap<String, ParkPolicy>,
     monitor: Monitor<T>,
+    /// Cancelled when the listeners stop: ends the consoles' live streams.
+    console_stop: CancellationToken,
 }
 
 /// Where a consumer parks, and the operations on what it parked.
@@ -902,10 +933,17 @@ impl<T: Transport> Starting<T> {
     ) -> Result<(), SystemError> {
         let mut config = self.config(&v.group, v.workers);
         let db = v.db.clone();
+        let console = self.console_on(&v.listen);
+        let mut feed = None;
         let (stats, handle) = match v.strategy {
             Strategy::Upsert => {
-                let h = OrderStatusProjection::consumer(&v.db, &v.group)
+                let mut h = OrderStatusProjection::consumer(&v.db, &v.group)
                     .with_parking(self.parking_of(&v.group));
+                if console {
+                    let f = ChangeFeed::default();
+                    h = h.with_changes(f.clone());
+                    feed = Some(f);
+                }
                 let h = Arc::new(h);
                 let parking = Parking::of(&h);
                 let stats = self
@@ -935,12 +973,18 @@ impl<T: Transport> Starting<T> {
             ViewStats::Naive(_) => Vec::new(),
         };
         self.monitor.view = Some((stats, Arc::new(handle)));
-        let queries = v.queries.clone().unwrap_or(db);
+        let queries = OrderStatusQuery::new(v.queries.clone().unwrap_or(db));
+        let config =
+            http::view::console_config(&v.group, !ops.is_empty(), api.bearer_token.is_some());
         let api = ApiOptions {
             parked: http::admin::ParkedConsumers(ops),
             ..api.clone()
         };
-        let routes = http::view::router(OrderStatusQuery::new(queries), &api);
+        let mut routes = http::view::router(queries.clone(), &api);
+        if console {
+            let live = feed.map(|f| http::view::live_rows(queries, f));
+            routes = routes.merge(console::router(config, live, self.console_stop.clone()));
+        }
         self.listen("view", &v.listen, routes);
         Ok(())
     }
@@ -1012,6 +1056,11 @@ impl<T: Transport> Starting<T> {
         });
     }
 
+    /// Whether a view listening on `address` serves the web console.
+    fn console_on(&self, address: &Option<String>) -> bool {
+        address.is_some() && self.http.as_ref().is_some_and(|h| h.console)
+    }
+
     /// Prepares `routes` on `address`, if HTTP is on and the role has an address.
     fn listen(&mut self, name: &str, address: &Option<String>, routes: Router) {
         let (Some(options), Some(address)) = (&self.http, address) else {
@@ -1047,12 +1096,18 @@ impl<T: Transport> Starting<T> {
                 })?;
             tracing::info!(service = %name, address = %bound, "listening");
             addresses.insert(name.clone(), bound);
+            let console_stop = self.console_stop.clone();
             self.supervisor.spawn(
                 self.http_stage,
                 format!("{name} listener"),
                 move |stop| async move {
+                    // Open consoles' live streams never end by themselves: they end with it.
+                    let stopped = async move {
+                        stop.cancelled().await;
+                        console_stop.cancel();
+                    };
                     axum::serve(listener, routes)
-                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .with_graceful_shutdown(stopped)
                         .await
                 },
             );

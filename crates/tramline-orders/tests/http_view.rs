@@ -6,9 +6,10 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::http::{assert_documented_routes, assert_problem, send};
-use common::{completed_history, expected_row, records, view_db};
+use common::{completed_history, expected_detail, records, view_db};
 use serde_json::Value;
 use tramline_core::ports::Handler;
+use tramline_core::Record;
 use tramline_orders::events::DomainEvent;
 use tramline_orders::http::view::router;
 use tramline_orders::view::projection::OrderStatusProjection;
@@ -19,7 +20,11 @@ use tramline_testkit::{on_every_database, Backend, TestDbs};
 async fn seeded(
     backend: Backend,
     test: &str,
-) -> (TestDbs, axum::Router, Vec<(String, Vec<DomainEvent>)>) {
+) -> (
+    TestDbs,
+    axum::Router,
+    Vec<(String, Vec<DomainEvent>, Vec<Record>)>,
+) {
     let dbs = TestDbs::new(backend, test);
     let db = view_db(&dbs).await;
     let handler = OrderStatusProjection::consumer(&db, "view");
@@ -30,8 +35,9 @@ async fn seeded(
         if i % 2 == 1 {
             history.truncate(1);
         }
-        handler.apply(&records(&history)).await.expect("applied");
-        orders.push((id, history));
+        let records = records(&history);
+        handler.apply(&records).await.expect("applied");
+        orders.push((id, history, records));
     }
     let app = router(OrderStatusQuery::new(db), &Default::default());
     (dbs, app, orders)
@@ -48,12 +54,12 @@ fn ids(page: &Value) -> Vec<String> {
 
 async fn rows_pages_and_filters(backend: Backend) {
     let (_dbs, app, orders) = seeded(backend, "http-view").await;
-    let (id, history) = &orders[4];
+    let (id, history, records) = &orders[4];
     let (s, _, row) = send(&app, Method::GET, &format!("/order-status/{id}"), None).await;
     assert_eq!(s, StatusCode::OK, "{row}");
     assert_eq!(
         row,
-        serde_json::to_value(expected_row(id, history)).expect("json")
+        serde_json::to_value(expected_detail(id, history, records)).expect("json")
     );
     let (s, h, b) = send(&app, Method::GET, "/order-status/no-such-order", None).await;
     assert_problem(s, &h, &b, StatusCode::NOT_FOUND, "no-such-order");
@@ -70,7 +76,7 @@ async fn rows_pages_and_filters(backend: Backend) {
             None => break,
         }
     }
-    let all: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
+    let all: Vec<String> = orders.iter().map(|(id, ..)| id.clone()).collect();
     assert_eq!(seen, all);
 
     let completed: Vec<String> = all.iter().step_by(2).cloned().collect();

@@ -1,38 +1,18 @@
 //! The whole order system in one test process, assembled by `OrderSystem::builder`: the same
 //! assembly `tramline demo` and `tramline serve` run, without starting the binary.
 
+mod common;
+
+use common::{log, stores};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use tramline_core::topics::TopicNames;
 use tramline_orders::domain::order::CreateOrder;
 use tramline_orders::http::ApiOptions;
 use tramline_orders::scenario::{Fate, Scenario};
 use tramline_orders::services::order::OrderService;
-use tramline_orders::system::{HttpOptions, OrderStatusView, OrderSystem, Stores, SystemError};
-use tramline_sql::{DbOptions, OutboxLayout, SqlLog};
+use tramline_orders::system::{HttpOptions, OrderStatusView, OrderSystem, SystemError};
 use tramline_testkit::{on_every_database, Backend, TestDbs};
-
-/// The four service databases of a system, opened on `dbs`.
-async fn stores(dbs: &TestDbs) -> Stores {
-    let url_of = async |store| dbs.url(store).await;
-    Stores::open(
-        url_of,
-        &DbOptions::default(),
-        OutboxLayout::Tramline,
-        &TopicNames::default(),
-    )
-    .await
-    .expect("the stores open")
-}
-
-async fn log(dbs: &TestDbs) -> Arc<SqlLog> {
-    let log = SqlLog::open(&dbs.url("log").await, &DbOptions::default())
-        .await
-        .expect("the log opens");
-    Arc::new(log)
-}
 
 fn command(i: u64) -> CreateOrder {
     CreateOrder {
@@ -171,6 +151,7 @@ async fn every_api_in_one_process_on_port_zero() {
             request_timeout: Duration::from_secs(10),
             extra: None,
             idempotency_retention: Duration::from_secs(3600),
+            console: false,
         })
         .order(stores.orders.clone(), any_port())
         .payment(stores.payments.clone(), any_port())
@@ -307,6 +288,7 @@ async fn a_taken_address_is_refused_at_start() {
             request_timeout: Duration::from_secs(10),
             extra: None,
             idempotency_retention: Duration::from_secs(3600),
+            console: false,
         })
         .order(stores.orders.clone(), Some(address.clone()))
         .start()

@@ -8,6 +8,7 @@
 use crate::parked::{self, ParkPolicy, ParkedError, ParkedMessage, Released};
 use crate::{Db, Inbox, SqlError, Tx};
 use std::future::Future;
+use tramline_core::changes::ChangeFeed;
 use tramline_core::ports::{Applied, Handler};
 use tramline_core::{Error, Record};
 
@@ -86,6 +87,12 @@ pub trait Apply: Send + Sync + 'static {
 
     /// Called for each applied record after the commit (on the hot path: keep it cheap).
     fn applied(&self, _record: &Record) {}
+
+    /// The key of the row `item` changes, for a [`ChangeFeed`] (a read model's view key);
+    /// `None` by default: the consumer publishes nothing.
+    fn key<'a>(&self, _item: &'a Self::Item) -> Option<&'a str> {
+        None
+    }
 }
 
 /// A [`Handler`] applying `A` with an exactly-once effect (see the module).
@@ -95,6 +102,7 @@ pub struct TransactionalConsumer<A> {
     inbox: Inbox,
     applier: A,
     parking: ParkPolicy,
+    changes: Option<ChangeFeed>,
 }
 
 impl<A: Apply> TransactionalConsumer<A> {
@@ -106,6 +114,32 @@ impl<A: Apply> TransactionalConsumer<A> {
             inbox: Inbox::new(consumer),
             applier,
             parking: ParkPolicy::default(),
+            changes: None,
+        }
+    }
+
+    /// Publishes the keys ([`Apply::key`]) of each committed batch's applied items on
+    /// `feed`, while anyone listens (the web console's live rows).
+    pub fn with_changes(mut self, feed: ChangeFeed) -> Self {
+        self.changes = Some(feed);
+        self
+    }
+
+    /// The keys of `items` when someone listens to the feed; `None` otherwise.
+    fn keys_of(&self, items: &[A::Item]) -> Option<Vec<String>> {
+        self.changes.as_ref().filter(|f| f.listening())?;
+        Some(
+            items
+                .iter()
+                .filter_map(|item| self.applier.key(item).map(str::to_owned))
+                .collect(),
+        )
+    }
+
+    /// Publishes `keys` (collected by [`Self::keys_of`]) after their commit.
+    fn publish(&self, keys: Option<Vec<String>>) {
+        if let (Some(feed), Some(keys)) = (&self.changes, keys) {
+            feed.publish(keys);
         }
     }
 
@@ -221,12 +255,11 @@ impl<A: Apply> TransactionalConsumer<A> {
             released.duplicates.push(message.id);
             return Ok(true);
         }
+        let mut keys = None;
         let outcome = async {
-            let item = self.applier.decode(&record)?;
-            let output = self
-                .applier
-                .apply(&mut tx, item.into_iter().collect(), batch)
-                .await?;
+            let items: Vec<A::Item> = self.applier.decode(&record)?.into_iter().collect();
+            keys = self.keys_of(&items);
+            let output = self.applier.apply(&mut tx, items, batch).await?;
             Ok::<_, Error>(output)
         }
         .await;
@@ -240,6 +273,7 @@ impl<A: Apply> TransactionalConsumer<A> {
         match committed {
             Ok(()) => {
                 self.applier.applied(&record);
+                self.publish(keys);
                 released.applied.push(message.id);
                 Ok(true)
             }
@@ -315,6 +349,7 @@ impl<A: Apply> Handler for TransactionalConsumer<A> {
             .filter_map(|(item, new)| if *new { item } else { None })
             .collect();
         let applied = new.iter().filter(|n| **n).count();
+        let keys = self.keys_of(&fresh);
         let output = self
             .applier
             .apply(&mut tx, fresh, &open)
@@ -327,6 +362,7 @@ impl<A: Apply> Handler for TransactionalConsumer<A> {
         for (record, _) in open.iter().zip(&new).filter(|(_, new)| **new) {
             self.applier.applied(record);
         }
+        self.publish(keys);
         Ok(Applied {
             applied,
             duplicates: open.len() - applied,

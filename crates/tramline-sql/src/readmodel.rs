@@ -835,6 +835,10 @@ impl crate::consumer::Apply for ReadModelTable {
             .await
             .map_err(|e| e.into_handler_error(&batch[0]))
     }
+
+    fn key<'a>(&self, item: &'a KeyedChange) -> Option<&'a str> {
+        Some(&item.0)
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,15 @@ impl ViewQuery {
         &self.db
     }
 
+    /// One row as the API shows it (`GET <path>/{key}`); `None` if the view has none.
+    pub async fn row(&self, key: &str) -> Result<Option<Value>, SqlError> {
+        // No stored key holds NUL (PostgreSQL cannot store it, and every store refuses it).
+        if key.contains('\0') {
+            return Ok(None);
+        }
+        Ok(self.table.get(&self.db, key).await?.map(|r| self.json(r)))
+    }
+
     /// The row as a JSON object, each value typed as its column.
     fn json(&self, row: Row) -> Value {
         let mut object = Map::new();
@@ -107,12 +116,8 @@ async fn get_row(
             format!("the view has no row for {key:?} (yet)"),
         )
     };
-    // No stored key holds NUL (PostgreSQL cannot store it, and every store refuses it).
-    if key.contains('\0') {
-        return Err(not_found());
-    }
-    match view.table.get(&view.db, &key).await {
-        Ok(Some(row)) => Ok(Json(view.json(row))),
+    match view.row(&key).await {
+        Ok(Some(row)) => Ok(Json(row)),
         Ok(None) => Err(not_found()),
         Err(e) => Err(store_problem(e)),
     }

@@ -167,6 +167,9 @@ pub struct SourceSpec {
     /// The record key (`record_key = true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_key: Option<bool>,
+    /// When the record was created, in milliseconds since the epoch (`record_time = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_time: Option<bool>,
     /// A constant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
@@ -286,7 +289,9 @@ impl ViewSpec {
                     None
                 }
                 OrderSpec::Value(s) => match source(s) {
-                    Ok(ValueSource::Constant(_)) | Ok(ValueSource::RecordKey) => {
+                    Ok(
+                        ValueSource::Constant(_) | ValueSource::RecordKey | ValueSource::RecordTime,
+                    ) => {
                         problem(
                             format!("{at}.groups[{i}].ordered_by"),
                             "a version comes from a payload field or a header".into(),
@@ -503,11 +508,12 @@ fn source(s: &SourceSpec) -> Result<ValueSource, String> {
         s.field.is_some(),
         s.header.is_some(),
         s.record_key.is_some(),
+        s.record_time.is_some(),
         s.value.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(
-            "give exactly one of field = \"path\", header = \"name\", record_key = true, value = …"
+            "give exactly one of field = \"path\", header = \"name\", record_key = true, record_time = true, value = …"
                 .into(),
         );
     }
@@ -529,6 +535,13 @@ fn source(s: &SourceSpec) -> Result<ValueSource, String> {
             Ok(ValueSource::RecordKey)
         } else {
             Err("record_key can only be true".into())
+        };
+    }
+    if let Some(record_time) = s.record_time {
+        return if record_time {
+            Ok(ValueSource::RecordTime)
+        } else {
+            Err("record_time can only be true".into())
         };
     }
     match &s.value {

@@ -200,6 +200,8 @@ pub struct HttpConfig {
     /// How long a command's `Idempotency-Key` is remembered (hours); older records are
     /// purged every hour.
     pub idempotency_retention_hours: u64,
+    /// Whether view listeners serve the web console at `/`.
+    pub console: bool,
 }
 
 /// Logs.
@@ -366,6 +368,7 @@ impl Default for HttpConfig {
             bearer_token: None,
             request_timeout_secs: 30,
             idempotency_retention_hours: 24,
+            console: true,
         }
     }
 }

@@ -385,6 +385,7 @@ async fn serve<T: Transport>(
         request_timeout: Duration::from_secs(config.http.request_timeout_secs),
         extra: Some(telemetry::metrics_route(metrics)),
         idempotency_retention: Duration::from_secs(config.http.idempotency_retention_hours * 3600),
+        console: config.http.console,
     };
     let mut opened = Opened::default();
     let started = match assemble(role, config, transport, log, http, &mut opened).await {

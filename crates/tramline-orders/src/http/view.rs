@@ -1,10 +1,11 @@
-//! The Order Status View's query API: one order's row, and a filtered, keyset-paginated list.
+//! The Order Status View's query API: one order's row, and a filtered, keyset-paginated list;
+//! and what the web console needs to show it ([`console_config`], [`live_rows`]).
 
 use super::problem::Problem;
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::order::OrderStatus;
 use crate::domain::payment::PaymentStatus;
-use crate::view::{OrderStatusQuery, OrderStatusRow, StatusFilter};
+use crate::view::{OrderStatusDetail, OrderStatusQuery, OrderStatusRow, StatusFilter};
 use crate::OrderSystemError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -12,6 +13,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tramline_core::changes::ChangeFeed;
+use tramline_views::console::{ConsoleConfig, Field, Filter, GroupFields, LiveRows};
 use utoipa::OpenApi;
 
 /// Most rows one page returns.
@@ -27,6 +30,7 @@ pub const MAX_LIMIT: u32 = 1000;
     paths(get_order_status, list_order_status, super::health, super::ready),
     components(schemas(
         OrderStatusRow,
+        OrderStatusDetail,
         OrderStatusPage,
         OrderStatus,
         PaymentStatus,
@@ -71,13 +75,13 @@ pub struct OrderStatusPage {
 #[utoipa::path(get, path = "/order-status/{order_id}", tag = "order-status",
     params(("order_id" = String, Path, description = "the order id")),
     responses(
-        (status = 200, description = "the order's row", body = OrderStatusRow),
+        (status = 200, description = "the order's row, with when each source last changed it", body = OrderStatusDetail),
         (status = 404, description = "the view has no row for this order (yet)", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_order_status(
     State(view): State<OrderStatusQuery>,
     Path(order_id): Path<String>,
-) -> Result<Json<OrderStatusRow>, Problem> {
-    match view.get(&order_id).await? {
+) -> Result<Json<OrderStatusDetail>, Problem> {
+    match view.detail(&order_id).await? {
         Some(row) => Ok(Json(row)),
         None => Err(OrderSystemError::NotFound {
             entity: "order status of order",
@@ -130,4 +134,106 @@ pub fn router(view: OrderStatusQuery, options: &super::ApiOptions) -> Router {
         .route("/order-status/{order_id}", get(get_order_status))
         .with_state(view);
     super::service(routes, ViewApi::openapi(), db.db, options)
+}
+
+/// The web console's description of the Order Status View ([`tramline_views::console`]):
+/// its table, status filters, the three sources with their versions and change times, the
+/// consumer `group` whose metrics it draws; `parked` when the listener serves the admin API,
+/// `auth` when its commands need the bearer token.
+pub fn console_config(group: &str, parked: bool, auth: bool) -> ConsoleConfig {
+    let options = |all: Vec<&'static str>| Some(all.into_iter().map(str::to_owned).collect());
+    let status = |param: &str, label: &str, all| Filter {
+        param: param.into(),
+        label: label.into(),
+        options: options(all),
+    };
+    let group_of = |name: &str, label: &str, fields: &[(&str, &str)]| GroupFields {
+        name: name.into(),
+        label: label.into(),
+        fields: fields.iter().map(|(f, l)| Field::new(*f, *l)).collect(),
+        version: Some(format!("{name}Version")),
+        changed_at: Some(format!("{name}ChangedAt")),
+    };
+    ConsoleConfig {
+        title: "Order Status View".into(),
+        collection: "/order-status".into(),
+        key: "orderId".into(),
+        columns: [
+            ("orderId", "Order"),
+            ("orderStatus", "Order status"),
+            ("customerId", "Customer"),
+            ("amountCents", "Amount (cents)"),
+            ("paymentStatus", "Payment"),
+            ("deliveryStatus", "Delivery"),
+        ]
+        .into_iter()
+        .map(|(f, l)| Field::new(f, l))
+        .collect(),
+        filters: vec![
+            status(
+                "orderStatus",
+                "Order status",
+                OrderStatus::ALL.iter().map(|s| s.as_str()).collect(),
+            ),
+            status(
+                "paymentStatus",
+                "Payment status",
+                PaymentStatus::ALL.iter().map(|s| s.as_str()).collect(),
+            ),
+            status(
+                "deliveryStatus",
+                "Delivery status",
+                DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect(),
+            ),
+            Filter {
+                param: "customerId".into(),
+                label: "Customer".into(),
+                options: None,
+            },
+        ],
+        groups: vec![
+            group_of(
+                "order",
+                "Order",
+                &[
+                    ("orderStatus", "Status"),
+                    ("customerId", "Customer"),
+                    ("productId", "Product"),
+                    ("quantity", "Quantity"),
+                    ("amountCents", "Amount (cents)"),
+                    ("shippingAddress", "Shipping address"),
+                ],
+            ),
+            group_of(
+                "payment",
+                "Payment",
+                &[("paymentId", "Payment id"), ("paymentStatus", "Status")],
+            ),
+            group_of(
+                "delivery",
+                "Delivery",
+                &[("deliveryId", "Delivery id"), ("deliveryStatus", "Status")],
+            ),
+        ],
+        group: group.into(),
+        parked,
+        auth,
+    }
+}
+
+/// The view's live rows for the console: the keys `feed` says changed, read as
+/// `GET /order-status/{id}` shows them.
+pub fn live_rows(view: OrderStatusQuery, feed: ChangeFeed) -> LiveRows {
+    LiveRows::new(feed, move |order_id| {
+        let view = view.clone();
+        async move {
+            let detail = view
+                .detail(&order_id)
+                .await
+                .map_err(|e| tramline_core::error::sentence(&e))?;
+            detail
+                .map(|d| serde_json::to_value(d).map_err(|e| e.to_string()))
+                .transpose()
+        }
+    })
 }

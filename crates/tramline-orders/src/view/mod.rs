@@ -38,15 +38,27 @@ const FIELDS: &[(&str, &str)] = &[
     ("deliveryVersion", "delivery_version"),
 ];
 
-/// A read of view rows folded into one JSON array, up to `WHERE`.
-fn select(dialect: Dialect) -> Stmt {
+/// `(JSON key, column)` of when each source last changed the row: the detail's extra fields.
+const CHANGED_AT: &[(&str, &str)] = &[
+    ("orderChangedAt", "order_changed_at"),
+    ("paymentChangedAt", "payment_changed_at"),
+    ("deliveryChangedAt", "delivery_changed_at"),
+];
+
+/// A read of view rows with `fields`, folded into one JSON array, up to `WHERE`.
+fn select_of(dialect: Dialect, fields: &[(&str, &str)]) -> Stmt {
     Stmt::new(
         dialect,
         &format!(
             "SELECT {} FROM order_status_view WHERE ",
-            dialect.json_objects(FIELDS)
+            dialect.json_objects(fields)
         ),
     )
+}
+
+/// A read of view rows folded into one JSON array, up to `WHERE`.
+fn select(dialect: Dialect) -> Stmt {
+    select_of(dialect, FIELDS)
 }
 
 /// Migrations of the view's table.
@@ -125,6 +137,23 @@ impl OrderStatusRow {
     }
 }
 
+/// One order's row with when each source last changed it: what `GET /order-status/{id}`
+/// and the web console's live rows show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatusDetail {
+    /// The row.
+    #[serde(flatten)]
+    pub row: OrderStatusRow,
+    /// When the order's columns last changed: the creation time of the order event they hold,
+    /// in milliseconds since the Unix epoch.
+    pub order_changed_at: Option<i64>,
+    /// When the payment's columns last changed (ms since the epoch).
+    pub payment_changed_at: Option<i64>,
+    /// When the delivery's columns last changed (ms since the epoch).
+    pub delivery_changed_at: Option<i64>,
+}
+
 /// Which rows a search returns; every field set must match exactly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusFilter {
@@ -161,6 +190,16 @@ impl OrderStatusQuery {
         let mut stmt = select(db.dialect());
         stmt.push("order_id = ").bind(order_id);
         let rows: Vec<OrderStatusRow> = db.fetch_json(&stmt, STORE, "read row").await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The row of one order with when each source last changed it, if the view has it.
+    pub async fn detail(&self, order_id: &str) -> Result<Option<OrderStatusDetail>> {
+        let db = &self.db.db;
+        let fields: Vec<(&str, &str)> = FIELDS.iter().chain(CHANGED_AT).copied().collect();
+        let mut stmt = select_of(db.dialect(), &fields);
+        stmt.push("order_id = ").bind(order_id);
+        let rows: Vec<OrderStatusDetail> = db.fetch_json(&stmt, STORE, "read row").await?;
         Ok(rows.into_iter().next())
     }
 

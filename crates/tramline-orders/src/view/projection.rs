@@ -77,26 +77,30 @@ fn sources() -> [Source; 3] {
 
 /// The Order Status View, declared: one group per source, ordered by the snapshots'
 /// `version`; every event of a source sets all of its group's columns from its snapshot,
-/// keyed by the snapshot's `orderId`.
+/// keyed by the snapshot's `orderId`, and `<source>_changed_at` to its creation time.
 pub fn declaration() -> Declaration {
     let field = |name: &str| ValueSource::Field(vec![name.to_owned()]);
     let mut groups = Vec::new();
     let mut events = Vec::new();
     for source in sources() {
+        // When the source last changed: its event's creation time, under the same guard.
+        let changed_at = format!("{}_changed_at", source.group);
         groups.push(Group {
             name: source.group.into(),
             columns: source
                 .columns
                 .iter()
                 .map(|(column, _, ty)| Column::new(*column, *ty))
+                .chain([Column::new(&changed_at, ColumnType::Integer)])
                 .collect(),
             version: VersionSource::Value(field("version")),
         });
         for event_type in source.event_types {
-            events.push(source.columns.iter().fold(
+            let mapping = source.columns.iter().fold(
                 EventMapping::new(source.topic, event_type, source.group, field("orderId")),
                 |mapping, (column, payload, _)| mapping.set(*column, field(payload)),
-            ));
+            );
+            events.push(mapping.set(&changed_at, ValueSource::RecordTime));
         }
     }
     Declaration {
@@ -193,6 +197,10 @@ impl Apply for OrderStatusProjection {
             return Err(e.into_handler_error(&batch[0]));
         }
         Ok(())
+    }
+
+    fn key<'a>(&self, item: &'a KeyedChange) -> Option<&'a str> {
+        Some(&item.0)
     }
 
     fn applied(&self, record: &Record) {

@@ -9,7 +9,7 @@ use tramline_orders::domain::order::{CreateOrder, Order};
 use tramline_orders::domain::payment::Payment;
 use tramline_orders::events::DomainEvent;
 use tramline_orders::services::ServiceDb;
-use tramline_orders::view::{self, OrderStatusRow};
+use tramline_orders::view::{self, OrderStatusDetail, OrderStatusRow};
 use tramline_sql::DbOptions;
 use tramline_testkit::TestDbs;
 
@@ -82,9 +82,54 @@ pub fn expected_row(order_id: &str, events: &[DomainEvent]) -> OrderStatusRow {
     row
 }
 
+/// The detail `GET /order-status/{id}` must show after `records` of `events`: the row, and
+/// each source's change time, the creation time of its newest record.
+pub fn expected_detail(
+    order_id: &str,
+    events: &[DomainEvent],
+    records: &[Record],
+) -> OrderStatusDetail {
+    use tramline_orders::events::{DELIVERY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS};
+    let newest = |topic: &str| {
+        events
+            .iter()
+            .zip(records)
+            .filter(|(_, r)| r.envelope.topic == topic)
+            .max_by_key(|(e, _)| e.version())
+            .map(|(_, r)| r.envelope.created_at_ms)
+    };
+    OrderStatusDetail {
+        row: expected_row(order_id, events),
+        order_changed_at: newest(ORDER_EVENTS),
+        payment_changed_at: newest(PAYMENT_EVENTS),
+        delivery_changed_at: newest(DELIVERY_EVENTS),
+    }
+}
+
 /// A fresh view database of the test.
 pub async fn view_db(dbs: &TestDbs) -> ServiceDb {
     view::open(&dbs.url("view").await, &DbOptions::default())
         .await
         .expect("the view database opens")
+}
+
+/// The four service databases of a system, opened on `dbs`.
+pub async fn stores(dbs: &TestDbs) -> tramline_orders::system::Stores {
+    let url_of = async |store| dbs.url(store).await;
+    tramline_orders::system::Stores::open(
+        url_of,
+        &DbOptions::default(),
+        tramline_sql::OutboxLayout::Tramline,
+        &tramline_core::topics::TopicNames::default(),
+    )
+    .await
+    .expect("the stores open")
+}
+
+/// The embedded log of a system, on `dbs`.
+pub async fn log(dbs: &TestDbs) -> std::sync::Arc<tramline_sql::SqlLog> {
+    let log = tramline_sql::SqlLog::open(&dbs.url("log").await, &DbOptions::default())
+        .await
+        .expect("the log opens");
+    std::sync::Arc::new(log)
 }
