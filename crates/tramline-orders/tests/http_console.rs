@@ -12,43 +12,28 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tramline_orders::http::ApiOptions;
 use tramline_orders::system::{HttpOptions, OrderStatusView, OrderSystem};
+use tramline_testkit::sse::ServerEvents;
 use tramline_testkit::{Backend, TestDbs};
 use tramline_views::console::CONTENT_SECURITY_POLICY;
 
-/// Reads server-sent events from `response` until one named `name` satisfies `wanted`
-/// (10 s at most); its data.
-async fn next_event(
-    response: &mut reqwest::Response,
-    buffer: &mut String,
-    name: &str,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
+/// The next `rows` event of `live` holding order `id` with `field` set (10 s at most); the row.
+async fn next_row(live: &mut ServerEvents, id: &str, field: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let field = |key: &str| {
-                event
-                    .lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .map(str::trim_start)
-            };
-            if field("event:") == Some(name) {
-                let data: Value =
-                    serde_json::from_str(field("data:").unwrap_or("null")).expect("JSON data");
-                if wanted(&data) {
-                    return data;
-                }
-            }
-        }
         let left = deadline.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(left, response.chunk())
+        let event = tokio::time::timeout(left, live.next())
             .await
-            .unwrap_or_else(|_| panic!("no {name} event within 10 s; read: {buffer}"))
-            .expect("the stream reads");
-        match chunk {
-            Some(bytes) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
-            None => panic!("the stream ended before a {name} event"),
+            .unwrap_or_else(|_| panic!("no row of {id} with {field} within 10 s"))
+            .expect("the stream stays open");
+        if event.name != "rows" {
+            continue;
+        }
+        let rows: Vec<Value> = serde_json::from_str(&event.data).expect("rows as JSON");
+        if let Some(row) = rows
+            .into_iter()
+            .find(|r| r["orderId"] == id && !r[field].is_null())
+        {
+            return row;
         }
     }
 }
@@ -145,12 +130,13 @@ async fn the_console_serves_live_rows_and_stops_with_streams_open() {
         );
 
         // A console connected before an order is placed gets its row as the view applies it.
-        let mut live = get("/console/live").await.expect("the live stream");
+        let live = get("/console/live").await.expect("the live stream");
         assert_eq!(live.status(), 200);
         assert!(live
             .headers()
             .get("content-type")
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")));
+        let mut live = ServerEvents::new(live);
         let placed = http
             .post(format!("{orders}/orders"))
             .bearer_auth("secret")
@@ -164,39 +150,15 @@ async fn the_console_serves_live_rows_and_stops_with_streams_open() {
         assert_eq!(placed.status(), 201);
         let placed: Value = placed.json().await.expect("the order");
         let id = placed["orderId"].as_str().expect("an id").to_owned();
-        let mut buffer = String::new();
-        let has = |field: &'static str, id: String| {
-            move |rows: &Value| {
-                rows.as_array().is_some_and(|rows| {
-                    rows.iter()
-                        .any(|r| r["orderId"] == id.as_str() && !r[field].is_null())
-                })
-            }
-        };
-        let rows = next_event(
-            &mut live,
-            &mut buffer,
-            "rows",
-            has("orderStatus", id.clone()),
-        )
-        .await;
-        let row = rows
-            .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["orderId"] == id.as_str()))
-            .expect("the order's row");
+        let row = next_row(&mut live, &id, "orderStatus").await;
         assert_eq!(row["shippingAddress"], "1 Live Street");
         assert!(row["orderChangedAt"].is_i64(), "{row}");
         // The payment service's reaction follows on the same stream.
-        next_event(
-            &mut live,
-            &mut buffer,
-            "rows",
-            has("paymentStatus", id.clone()),
-        )
-        .await;
+        let row = next_row(&mut live, &id, "paymentStatus").await;
+        assert!(row["paymentChangedAt"].is_i64(), "{row}");
 
         // Stopping does not wait for the open stream: it ends it.
-        let reader = tokio::spawn(async move { while let Ok(Some(_)) = live.chunk().await {} });
+        let reader = tokio::spawn(async move { while live.next().await.is_some() {} });
         Some(reader)
     };
     let reader = system

@@ -13,6 +13,7 @@ mod consumer;
 mod databases;
 pub mod kafka;
 pub mod recorder;
+pub mod sse;
 
 pub use consumer::{RunningConsumer, SeenIds};
 pub use databases::{Backend, TestDbs};

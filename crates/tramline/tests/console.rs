@@ -7,6 +7,7 @@
 //! payment is approved and the delivery completed; a filter narrows the table; an order's
 //! detail shows its three sources with versions and change times; an address holding a
 //! `<script>` is shown as text and never runs; the health page draws the pipeline's figures;
+//! every page passes axe-core's WCAG 2.1 A/AA audit;
 //! a message the view's database refused is parked, inspected and retried from the page (the
 //! buttons need the token); the page fits a phone's width. Screenshots of every page go to
 //! `target/console/`. The time from each 201 to its row appearing in the page is printed
@@ -94,6 +95,19 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
     .await
     .expect("the observer is installed");
     browser.assert_no_console_errors("the orders page").await;
+    browser.assert_accessible("the orders page").await;
+    let transferred = page
+        .execute(
+            "return [...performance.getEntriesByType('navigation'),
+                     ...performance.getEntriesByType('resource')]
+                 .filter(e => { const p = new URL(e.name).pathname;
+                                return p === '/' || (p.startsWith('/console/') && p !== '/console/live'); })
+                 .reduce((sum, e) => sum + e.transferSize, 0);",
+            vec![],
+        )
+        .await
+        .expect("the page answers");
+    println!("the page's transfer size (page, assets, configuration): {transferred} bytes");
 
     // Orders placed now appear without a reload: 201 → row in the page, 20 times.
     let mut latencies = Vec::new();
@@ -217,6 +231,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         assert!(browser.exists(&changed).await, "{group}'s change time");
     }
     browser.screenshot("order").await;
+    browser.assert_accessible("the detail page").await;
 
     // Untrusted text is shown as text and never runs.
     page.goto(&format!("{view}/#/row/{}", live[0]))
@@ -266,6 +281,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         .await;
     browser.screenshot("health").await;
     browser.assert_no_console_errors("the health page").await;
+    browser.assert_accessible("the health page").await;
 
     // A message the view's database refuses is parked; retried from the page after the fix.
     let refused = place(&http, &order, "refused", REFUSED).await;
@@ -281,6 +297,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         .wait_for(&format!("#parked tr[data-id=\"{parked_id}\"]"))
         .await;
     browser.screenshot("parked").await;
+    browser.assert_accessible("the parked messages").await;
     page.find(Locator::Css(&format!(
         "#parked tr[data-id=\"{parked_id}\"] a"
     )))
@@ -327,6 +344,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         })
         .await;
     browser.screenshot("parked-message").await;
+    browser.assert_accessible("a parked message").await;
     refuse_address(&file("view"), false).await;
     page.find(Locator::Css("#retry"))
         .await
@@ -360,6 +378,9 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         "the page scrolls sideways by {overflow} px at 390 px"
     );
     browser.screenshot("orders-phone").await;
+    browser
+        .assert_accessible("the page at a phone's width")
+        .await;
     browser
         .assert_no_console_errors("the phone-width page")
         .await;
@@ -444,6 +465,52 @@ impl Browser {
     async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("a screenshot");
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("saved");
+    }
+
+    /// Fails on every WCAG 2.1 A/AA rule the page breaks, by axe-core's audit run in it
+    /// (labels, contrast, roles, names, …).
+    async fn assert_accessible(&self, what: &str) {
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object';", vec![])
+            .await
+            .expect("the page answers");
+        if loaded != json!(true) {
+            let path = std::env::var("TRAMLINE_AXE").unwrap_or_else(|_| {
+                format!(
+                    "{}/../../target/axe/node_modules/axe-core/axe.min.js",
+                    env!("CARGO_MANIFEST_DIR")
+                )
+            });
+            let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("axe-core is not at {path} ({e}): scripts/test installs it, or set TRAMLINE_AXE")
+            });
+            self.client
+                .execute(&format!("{axe}\nreturn true;"), vec![])
+                .await
+                .expect("axe-core loads into the page");
+        }
+        let audit = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag',
+                                               values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                    .then(r => done({ passed: r.passes.length,
+                        violations: r.violations.map(v => ({ rule: v.id, impact: v.impact, help: v.help,
+                            where: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }))
+                    .catch(e => done({ passed: 0, violations: [String(e)] }));",
+                vec![],
+            )
+            .await
+            .expect("the audit runs");
+        assert_eq!(audit["violations"], json!([]), "accessibility of {what}");
+        // The rules it checked and found kept (labels, contrast, names, …): it did audit.
+        let passed = audit["passed"].as_u64().unwrap_or(0);
+        assert!(
+            passed >= 10,
+            "axe-core checked only {passed} rules on {what}"
+        );
     }
 
     /// Fails if the browser logged an error (a script error, a CSP violation, a failed load)

@@ -8,11 +8,12 @@
 
 mod common;
 
-use common::serve::{client, free_address, metric, view_rows, Served, TestDir, ViewRows};
+use common::serve::{client, free_address, get, metric, view_rows, Served, TestDir, ViewRows};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tramline_testkit::sse::ServerEvents;
 use tramline_testkit::{kafka, Backend, TestDbs};
 
 const ORDERS: usize = 1000;
@@ -71,6 +72,28 @@ async fn the_example_view_ends_exact(backend: Backend) {
     common::serve::wait_ready(&http, &bases[0], &mut view_1).await;
     let mut view_2 = Served::start("view", "view-2", &config, &env(&listen[1]), dir.path());
     common::serve::wait_ready(&http, &bases[1], &mut view_2).await;
+    // A web console watching view-1 from the start (a client without a time limit: the
+    // stream lasts until the process stops): the keys of the rows it is sent live.
+    let live = reqwest::Client::new()
+        .get(format!("{}/console/live", bases[0]))
+        .send()
+        .await
+        .expect("the console's live rows");
+    assert_eq!(live.status(), 200);
+    let watcher = tokio::spawn(async move {
+        let mut live = ServerEvents::new(live);
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(event) = live.next().await {
+            if event.name == "rows" {
+                let rows: Vec<Value> = serde_json::from_str(&event.data).expect("rows as JSON");
+                keys.extend(
+                    rows.iter()
+                        .filter_map(|r| r["order_id"].as_str().map(str::to_owned)),
+                );
+            }
+        }
+        keys
+    });
 
     let expected_file = dir.path().join("expected.json");
     let producer_log = std::fs::File::create(dir.path().join("producer.log")).expect("a log");
@@ -148,6 +171,20 @@ async fn the_example_view_ends_exact(backend: Backend) {
         + metric(&http, &bases[1], "tramline_consumer_parked_total").await;
     assert_eq!(parked, 0.0, "nothing parked");
 
+    // The declared view's console: its columns and groups, and the rows it was sent live.
+    let (status, console) = get(&http, &format!("{}/console/config.json", bases[0])).await;
+    assert_eq!(status, 200, "{console}");
+    assert_eq!(console["collection"], "/order-status");
+    assert_eq!(console["key"], "order_id");
+    assert_eq!(console["parked"], true);
+    let groups: Vec<&str> = console["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(groups, ["order", "payment", "delivery"]);
+
     for view in [&view_1, &view_3] {
         view.signal("TERM");
     }
@@ -155,6 +192,16 @@ async fn the_example_view_ends_exact(backend: Backend) {
         let status = view.wait(Duration::from_secs(60)).await;
         assert!(status.success(), "{} exited with {status}", view.role);
     }
+    let live = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("the live stream ended with view-1")
+        .expect("the watcher ran");
+    assert!(!live.is_empty(), "view-1's console was sent no rows");
+    let unknown: Vec<&String> = live.iter().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        unknown.is_empty(),
+        "rows sent live that the view does not hold: {unknown:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
