@@ -396,6 +396,29 @@ fn records_decode_into_changes_by_their_mapping() {
 /// A JSON column takes the field's JSON as it is, a string included; a record the transport
 /// could not read in its envelope format is refused, not ignored.
 #[test]
+fn a_record_time_is_the_records_creation_time_every_time_it_is_read() {
+    use crate::{Envelope, Record};
+    let mut envelope = Envelope::new("payments", "p-1", "{}".into());
+    envelope.created_at_ms = 1_780_000_000_123;
+    let record = Record {
+        envelope,
+        partition: 0,
+        offset: 7,
+    };
+    let payload = serde_json::json!({});
+    for _ in 0..2 {
+        let read = ValueSource::RecordTime.read(&record, &payload);
+        assert_eq!(read.as_deref(), Some("1780000000123"));
+    }
+    assert_eq!(
+        ValueSource::RecordTime
+            .read_json(&record, &payload)
+            .as_deref(),
+        Some("\"1780000000123\"")
+    );
+}
+
+#[test]
 fn json_columns_keep_the_fields_json_and_undecodable_records_are_refused() {
     use crate::envelope::EVENT_TYPE;
     use crate::{Envelope, Record};

@@ -253,3 +253,54 @@ key={}
         assert!(!found[..i].contains(p), "{p:?} twice in {found:?}");
     }
 }
+
+#[test]
+fn a_group_can_keep_when_its_source_last_changed() {
+    let mut spec = example();
+    spec.groups[0].columns.push(ColumnSpec {
+        name: "order_changed_at".into(),
+        ty: "timestamp".into(),
+    });
+    let record_time = SourceSpec {
+        record_time: Some(true),
+        ..SourceSpec::default()
+    };
+    for event in spec.events.iter_mut().filter(|e| e.group == "order") {
+        event
+            .set
+            .insert("order_changed_at".into(), record_time.clone());
+    }
+    let d = spec.declaration("v", "views.v").expect("valid");
+    let created = d
+        .mapping(
+            "com.example.order.Order",
+            "com.example.order.OrderCreatedEvent",
+        )
+        .expect("mapped");
+    assert_eq!(created.sets["order_changed_at"], ValueSource::RecordTime);
+
+    // Only `true` means it, and a creation time does not order a group.
+    let mut spec = example();
+    spec.events[0].set.insert(
+        "order_status".into(),
+        SourceSpec {
+            record_time: Some(false),
+            ..SourceSpec::default()
+        },
+    );
+    spec.groups[1].ordered_by = OrderSpec::Value(record_time);
+    let found = problems(&spec);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "views.v.groups[1].ordered_by",
+            "views.v.events[0].set.order_status"
+        ],
+        "{found:#?}"
+    );
+    assert!(
+        found[1].1.contains("record_time can only be true"),
+        "{found:#?}"
+    );
+}
