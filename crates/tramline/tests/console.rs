@@ -19,7 +19,9 @@
 
 mod common;
 
-use common::serve::{client, free_address, get, wait_ready, write_config, Served, TestDir};
+use common::serve::{
+    client, free_address, get, post_as, wait_ready, write_config, Served, TestDir,
+};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -249,12 +251,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
     browser.assert_no_console_errors("the detail page").await;
 
     // Pipeline health, drawn from /metrics while orders flow.
-    page.find(Locator::Css("nav a[href=\"#/health\"]"))
-        .await
-        .expect("the health link")
-        .click()
-        .await
-        .expect("it opens");
+    browser.click("nav a[href=\"#/health\"]").await;
     browser.wait_page("health").await;
     for i in 0..10 {
         place(&http, &order, &format!("health-{i}"), "3 Tram Street").await;
@@ -286,26 +283,16 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
     // A message the view's database refuses is parked; retried from the page after the fix.
     let refused = place(&http, &order, "refused", REFUSED).await;
     let parked_id = wait_parked(&http, &view, &refused).await;
-    page.find(Locator::Css("nav a[href=\"#/parked\"]"))
-        .await
-        .expect("the parked link")
-        .click()
-        .await
-        .expect("it opens");
+    browser.click("nav a[href=\"#/parked\"]").await;
     browser.wait_page("parked").await;
     browser
         .wait_for(&format!("#parked tr[data-id=\"{parked_id}\"]"))
         .await;
     browser.screenshot("parked").await;
     browser.assert_accessible("the parked messages").await;
-    page.find(Locator::Css(&format!(
-        "#parked tr[data-id=\"{parked_id}\"] a"
-    )))
-    .await
-    .expect("the inspect link")
-    .click()
-    .await
-    .expect("it opens");
+    browser
+        .click(&format!("#parked tr[data-id=\"{parked_id}\"] a"))
+        .await;
     browser
         .wait_for(&format!("#parked-detail[data-id=\"{parked_id}\"]"))
         .await;
@@ -327,12 +314,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
         .send_keys(TOKEN)
         .await
         .expect("typed");
-    page.find(Locator::Css("#token-form button[type=\"submit\"]"))
-        .await
-        .expect("the token's save button")
-        .click()
-        .await
-        .expect("saved");
+    browser.click("#token-form button[type=\"submit\"]").await;
     browser
         .wait_until("Retry enabled with the token", || async {
             page.find(Locator::Css("#retry"))
@@ -346,12 +328,7 @@ async fn the_console_shows_the_view_live_in_a_real_browser() {
     browser.screenshot("parked-message").await;
     browser.assert_accessible("a parked message").await;
     refuse_address(&file("view"), false).await;
-    page.find(Locator::Css("#retry"))
-        .await
-        .expect("Retry")
-        .click()
-        .await
-        .expect("clicked");
+    browser.click("#retry").await;
     browser
         .wait_text_containing("#action-result", "Applied")
         .await;
@@ -546,6 +523,17 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `css`.
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} to click: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{css} cannot be clicked: {e}"));
+    }
+
     async fn wait_for(&self, css: &str) {
         self.wait_until(&format!("{css} is shown"), || self.exists(css))
             .await;
@@ -654,16 +642,7 @@ async fn command(http: &reqwest::Client, url: &str) -> Value {
 }
 
 async fn command_with(http: &reqwest::Client, url: &str, body: Option<&Value>) -> Value {
-    let mut request = http.post(url).bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, body) = post_as(http, url, body, Some(TOKEN)).await;
     assert!(matches!(status, 200 | 201), "POST {url}: {status} {body}");
     body
 }

@@ -140,7 +140,20 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str, process: &mut Serv
 
 /// `POST <url>` with an optional JSON body: the status and the JSON answer.
 pub async fn post(client: &reqwest::Client, url: &str, body: Option<&Value>) -> (u16, Value) {
+    post_as(client, url, body, None).await
+}
+
+/// `POST <url>` with an optional JSON body and bearer token: the status and the JSON answer.
+pub async fn post_as(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let mut request = client.post(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
     if let Some(body) = body {
         request = request.json(body);
     }
