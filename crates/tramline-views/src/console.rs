@@ -40,6 +40,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// Most changed rows one `rows` event carries; past that the page is told to `resync`.
 pub const MAX_LIVE_ROWS: usize = 200;
 
+/// Least time between two `resync` events of one stream: a console watching a busy view
+/// reloads what it shows at most this often, and the changes in between are not sent (the
+/// reload shows them).
+pub const RESYNC_PAUSE: Duration = Duration::from_secs(1);
+
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
 const STYLE: &str = include_str!("console/console.css");
@@ -253,10 +258,19 @@ async fn config_json(State(console): State<Console>) -> Json<Arc<ConsoleConfig>>
     Json(Arc::clone(&console.config))
 }
 
-/// A live stream's state: what it waits on.
+/// A live stream's state: what it waits on, and when it last told the page to resync.
 struct LiveStream {
     live: Option<(LiveRows, tokio::sync::broadcast::Receiver<ChangedKeys>)>,
     stop: CancellationToken,
+    last_resync: Option<tokio::time::Instant>,
+}
+
+/// What a live stream sends next.
+enum Step {
+    /// Changed rows.
+    Rows(Vec<Value>),
+    /// Too much changed: the page reloads what it shows.
+    Resync,
 }
 
 async fn live_rows(
@@ -268,46 +282,65 @@ async fn live_rows(
             (l, receiver)
         }),
         stop: console.stop,
+        last_resync: None,
     };
     let events = futures_util::stream::unfold(stream, |mut s| async move {
-        let event = tokio::select! {
+        let step = tokio::select! {
             _ = s.stop.cancelled() => return None,
-            event = next_event(&mut s.live) => event?,
+            step = next_step(&mut s.live) => step?,
+        };
+        let event = match step {
+            Step::Rows(rows) => Event::default()
+                .event("rows")
+                .data(Value::Array(rows).to_string()),
+            Step::Resync => {
+                if let Some(last) = s.last_resync {
+                    tokio::select! {
+                        _ = s.stop.cancelled() => return None,
+                        _ = tokio::time::sleep_until(last + RESYNC_PAUSE) => {}
+                    }
+                }
+                // What changed meanwhile is in the reload: start again from now.
+                if let Some((_, receiver)) = &mut s.live {
+                    *receiver = receiver.resubscribe();
+                }
+                s.last_resync = Some(tokio::time::Instant::now());
+                Event::default().event("resync").data("{}")
+            }
         };
         Some((Ok(event), s))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// The next event of a live stream: the rows of the keys changed since the last one, or
+/// What a live stream sends next: the rows of the keys changed since the last step, or
 /// `resync` when more changed than one event carries (or the stream fell behind); `None` when
 /// the consumer is gone. A stream without live rows waits for ever (keep-alives only).
-async fn next_event(
+async fn next_step(
     live: &mut Option<(LiveRows, tokio::sync::broadcast::Receiver<ChangedKeys>)>,
-) -> Option<Event> {
+) -> Option<Step> {
     let Some((rows, receiver)) = live else {
         return std::future::pending().await;
     };
-    let resync = || Event::default().event("resync").data("{}");
     let mut keys = BTreeSet::new();
     match receiver.recv().await {
         Ok(batch) => keys.extend(batch.iter().cloned()),
-        Err(RecvError::Lagged(_)) => return Some(resync()),
+        Err(RecvError::Lagged(_)) => return Some(Step::Resync),
         Err(RecvError::Closed) => return None,
     }
     // Whatever else is waiting goes in the same event.
     loop {
         match receiver.try_recv() {
             Ok(batch) => keys.extend(batch.iter().cloned()),
-            Err(TryRecvError::Lagged(_)) => return Some(resync()),
+            Err(TryRecvError::Lagged(_)) => return Some(Step::Resync),
             Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
         if keys.len() > MAX_LIVE_ROWS {
-            return Some(resync());
+            return Some(Step::Resync);
         }
     }
     if keys.len() > MAX_LIVE_ROWS {
-        return Some(resync());
+        return Some(Step::Resync);
     }
     let mut found = Vec::with_capacity(keys.len());
     for key in keys {
@@ -316,13 +349,9 @@ async fn next_event(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not read a changed row for the console");
-                return Some(resync());
+                return Some(Step::Resync);
             }
         }
     }
-    Some(
-        Event::default()
-            .event("rows")
-            .data(Value::Array(found).to_string()),
-    )
+    Some(Step::Rows(found))
 }
