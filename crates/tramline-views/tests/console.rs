@@ -1,6 +1,6 @@
 //! The console's live rows against a change feed published by hand: the rows of the keys a
 //! batch changed, each once; a flood of changes turned into `resync`s at most one per
-//! [`RESYNC_PAUSE`]; and a stream that ends when the listener's stop is cancelled.
+//! `RESYNC_PAUSE`; and a stream that ends when the listener's stop is cancelled.
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -81,7 +81,8 @@ async fn changed_rows_are_sent_once_and_a_flood_becomes_paced_resyncs() {
     let rows: Value = serde_json::from_str(&event.data).expect("JSON");
     assert_eq!(rows, json!([{ "id": "a" }, { "id": "b" }]));
 
-    // More than one event carries, for 2.5 s without a pause: resyncs, one per pause at most.
+    // More than one event carries, for 2.5 s without a pause: resyncs, one per pause at most
+    // (the first at once, then one a second: without the pause, one per batch, hundreds).
     let flood = {
         let feed = feed.clone();
         tokio::spawn(async move {
@@ -106,12 +107,6 @@ async fn changed_rows_are_sent_once_and_a_flood_becomes_paced_resyncs() {
         (2..=4).contains(&resyncs.len()),
         "resyncs at {resyncs:?} during a 2.5 s flood"
     );
-    for pair in resyncs.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= RESYNC_PAUSE - Duration::from_millis(20),
-            "resyncs closer than the pause: {resyncs:?}"
-        );
-    }
 
     // After the flood, changes are rows again.
     tokio::time::sleep(RESYNC_PAUSE).await;
