@@ -45,6 +45,7 @@ use crate::services::{Reaction, ServiceDb, Subscriber};
 use crate::view::naive::NaiveProjection;
 use crate::view::projection::{OrderStatusProjection, ProjectionStats};
 use crate::view::verify::{verify_stores, verify_stores_each, Difference, Verification};
+use crate::view::whole_row::WholeRowProjection;
 use crate::view::{self, OrderStatusQuery};
 use axum::Router;
 use std::collections::BTreeMap;
@@ -242,6 +243,9 @@ pub enum Strategy {
     Upsert,
     /// The seed's naive read-then-write, one consumer per topic (a baseline; it breaks).
     Naive,
+    /// A Kafka Connect JDBC sink's unguarded upsert of each record's fields (a baseline: a
+    /// redelivered older record overwrites a newer one).
+    WholeRow,
 }
 
 /// The Order Status View role: its consumer and, with an address, its query API.
@@ -967,10 +971,23 @@ impl<T: Transport> Starting<T> {
                     .await?;
                 (stats, ViewStats::Naive(h))
             }
+            Strategy::WholeRow => {
+                let h = Arc::new(WholeRowProjection::new(db.clone(), &v.group));
+                let parking = Parking {
+                    inbox: h.inbox().clone(),
+                    db: db.db.clone(),
+                    ops: None,
+                    shuffle: false,
+                };
+                let stats = self
+                    .view_consumer(v, Arc::clone(&h), parking, config)
+                    .await?;
+                (stats, ViewStats::WholeRow(h))
+            }
         };
         let ops = match &handle {
             ViewStats::Upsert(h) => vec![Arc::clone(h) as Arc<dyn ParkedOps>],
-            ViewStats::Naive(_) => Vec::new(),
+            ViewStats::Naive(_) | ViewStats::WholeRow(_) => Vec::new(),
         };
         self.monitor.view = Some((stats, Arc::new(handle)));
         let queries = OrderStatusQuery::new(v.queries.clone().unwrap_or(db));
@@ -1157,6 +1174,7 @@ impl<T: Transport> System<T> {
 enum ViewStats {
     Upsert(Arc<crate::view::projection::ViewConsumer>),
     Naive(Arc<NaiveProjection>),
+    WholeRow(Arc<WholeRowProjection>),
 }
 
 /// One consumer's group, topics, counters and inbox.
@@ -1231,6 +1249,7 @@ impl<T: Transport> Monitor<T> {
         self.view.as_ref().map(|(_, h)| match &**h {
             ViewStats::Upsert(c) => c.applier().stats(),
             ViewStats::Naive(n) => n.stats(),
+            ViewStats::WholeRow(w) => w.stats(),
         })
     }
 

@@ -8,6 +8,7 @@
 //! effect is pending anywhere, because each consumer commits its effects (and the messages
 //! they emit) before its offset.
 
+use crate::latency::{CommitLatency, Latency, Samples};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -34,12 +35,25 @@ use tramline_sql::{Db, DbOptions, Dialect, OutboxLayout, SqlLog};
 
 /// How the view applies events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Column-scoped, version-guarded upserts: tramline's fix.
     Upsert,
     /// The seed's read-then-write-the-whole-row, one consumer per topic: the baseline.
     Naive,
+    /// A Kafka Connect JDBC sink's unguarded upsert of each record's fields: the second
+    /// baseline (a redelivered older record overwrites a newer one).
+    WholeRow,
+}
+
+impl From<Strategy> for system::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Upsert => system::Strategy::Upsert,
+            Strategy::Naive => system::Strategy::Naive,
+            Strategy::WholeRow => system::Strategy::WholeRow,
+        }
+    }
 }
 
 /// Options of `tramline demo`.
@@ -138,6 +152,10 @@ pub struct DemoArgs {
     /// event). 1 places them one by one.
     #[arg(long, default_value_t = 50)]
     order_batch: u64,
+    /// Place at most this many orders per second across the clients (0: as fast as they
+    /// go): a rate the system sustains measures its latency rather than its backlog.
+    #[arg(long, default_value_t = 0.0, value_name = "ORDERS_PER_SEC")]
+    rate: f64,
     /// Give up when the system has not settled after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -215,6 +233,13 @@ struct Report {
     view_batches: u64,
     elapsed_ms: u64,
     events_per_sec: f64,
+    /// The orders per second asked for (0: unlimited).
+    rate: f64,
+    /// Milliseconds from each event's outbox commit to the commit of the view transaction
+    /// that applied it.
+    commit_to_view_ms: Latency,
+    /// The process's peak resident set, MiB.
+    peak_rss_mb: Option<f64>,
     correct: bool,
     mismatched_examples: Vec<String>,
     data_dir: Option<PathBuf>,
@@ -363,6 +388,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let run = uuid::Uuid::now_v7().simple().to_string();
     // The random tail of a v7 id: unique per run, short enough for identifiers.
     let run = &run[run.len() - 10..];
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a number of orders per second (0: unlimited)");
+    }
+    // The view's commit latency, kept by a recorder of this process (a process has one: if
+    // another was installed first, the report shows no samples).
+    let latency = CommitLatency::install(tramline_orders::view::GROUP).unwrap_or_default();
     let placement = Placement::new(&args, &dir, run).await?;
     let options = DbOptions {
         max_connections: args.pool_size,
@@ -377,7 +408,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Ok(log) => {
                 let db = log.db().clone();
                 let names = TopicNames::default();
-                let outcome = run_on(log, names, &args, &placement, &options, Some(&db)).await;
+                let outcome =
+                    run_on(log, names, &args, &placement, &options, Some(&db), &latency).await;
                 db.close().await;
                 outcome
             }
@@ -387,7 +419,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Ok(kafka) => {
                 let names = kafka.config().topics.clone();
                 let kafka_ = kafka.clone();
-                let outcome = run_on(kafka_, names, &args, &placement, &options, None).await;
+                let outcome =
+                    run_on(kafka_, names, &args, &placement, &options, None, &latency).await;
                 if args.delete_topics {
                     let topics: Vec<String> = ALL_TOPICS.iter().map(|t| t.to_string()).collect();
                     if let Err(e) = kafka.delete_topics(&topics).await {
@@ -460,10 +493,11 @@ async fn run_on<T: Transport>(
     placement: &Placement,
     options: &DbOptions,
     log: Option<&Db>,
+    latency: &Samples,
 ) -> anyhow::Result<ExitCode> {
     let url_of = async |store| placement.url(store).to_owned();
     let stores = Stores::open(url_of, options, args.outbox_layout.into(), &names).await?;
-    let outcome = run_system(transport, args, &stores, placement, log).await;
+    let outcome = run_system(transport, args, &stores, placement, log, latency).await;
     stores.close().await;
     outcome
 }
@@ -476,6 +510,7 @@ async fn run_system<T: Transport>(
     stores: &Stores,
     placement: &Placement,
     log: Option<&Db>,
+    latency: &Samples,
 ) -> anyhow::Result<ExitCode> {
     let bus = Arc::new(Duplicating::new(transport, args.duplicates)?);
     let scenario = Scenario::default();
@@ -511,10 +546,7 @@ async fn run_system<T: Transport>(
         .relays(stores.outboxes(), None)
         .view(OrderStatusView {
             workers: args.consumers,
-            strategy: match args.strategy {
-                Strategy::Upsert => system::Strategy::Upsert,
-                Strategy::Naive => system::Strategy::Naive,
-            },
+            strategy: args.strategy.into(),
             shuffle: args.shuffle,
             ..OrderStatusView::new(stores.view.clone())
         })
@@ -546,6 +578,7 @@ async fn run_system<T: Transport>(
             args.orders,
             args.clients,
             args.order_batch,
+            args.rate,
             Arc::clone(&expected),
         );
         tokio::pin!(placing);
@@ -629,6 +662,9 @@ async fn run_system<T: Transport>(
         view_batches: view_stats().batches.load(Ordering::Relaxed),
         elapsed_ms: settled.as_millis() as u64,
         events_per_sec: applied as f64 / settled.as_secs_f64().max(1e-9),
+        rate: args.rate,
+        commit_to_view_ms: latency.latency(),
+        peak_rss_mb: crate::latency::peak_rss_mb(),
         correct: verification.is_correct() && duplicate_key_errors == 0 && parked == 0,
         mismatched_examples: verification.examples.clone(),
         data_dir: args.data_dir.clone(),
@@ -650,7 +686,7 @@ async fn run_system<T: Transport>(
 
 /// What the order clients have done so far, for the progress bar.
 #[derive(Debug, Default)]
-struct Placed {
+pub(crate) struct Placed {
     /// Orders placed.
     orders: AtomicU64,
     /// View events those orders will cause (an estimate, see [`events_of`]).
@@ -670,14 +706,16 @@ fn kept(data_dir: &Option<PathBuf>) -> String {
 
 /// Places `count` orders from `clients` concurrent clients, `batch` per request; cancels
 /// those fated to be.
-async fn drive(
+pub(crate) async fn drive(
     orders: OrderService,
     scenario: Scenario,
     count: u64,
     clients: u64,
     batch: u64,
+    rate: f64,
     expected: Arc<Placed>,
 ) -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut set = JoinSet::new();
     for client in 0..clients {
         let orders = orders.clone();
@@ -685,6 +723,11 @@ async fn drive(
         set.spawn(async move {
             let mine: Vec<u64> = (client..count).step_by(clients as usize).collect();
             for chunk in mine.chunks(batch.max(1) as usize) {
+                if rate > 0.0 {
+                    // The chunk's first order's slot on the schedule.
+                    let slot = started + Duration::from_secs_f64(chunk[0] as f64 / rate);
+                    tokio::time::sleep_until(slot.into()).await;
+                }
                 let cmds = chunk
                     .iter()
                     .map(|&i| {
@@ -749,6 +792,16 @@ fn print_human(r: &Report) {
         r.elapsed_ms as f64 / 1000.0,
         r.events_per_sec
     );
+    let l = &r.commit_to_view_ms;
+    if l.count > 0 {
+        println!(
+            "  outbox commit → view commit: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50, l.p95, l.p99, l.max
+        );
+    }
+    if let Some(rss) = r.peak_rss_mb {
+        println!("  peak resident memory {rss:.0} MiB");
+    }
     if r.correct {
         println!("  the view is exactly right");
     } else {

@@ -23,60 +23,61 @@ use tokio::task::JoinSet;
 pub struct LoadArgs {
     /// The order service's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8081")]
-    order_url: String,
+    pub(crate) order_url: String,
     /// The Order Status View's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8084")]
-    view_url: String,
+    pub(crate) view_url: String,
     /// Orders to place.
     #[arg(long, default_value_t = 5000)]
-    orders: u64,
+    pub(crate) orders: u64,
     /// Concurrent clients, each placing one order at a time.
     #[arg(long, default_value_t = 32)]
-    clients: u64,
+    pub(crate) clients: u64,
     /// Orders per second across all clients (0: as fast as the clients go). A rate the
     /// system sustains measures the view's latency rather than its backlog.
     #[arg(long, default_value_t = 0.0)]
-    rate: f64,
+    pub(crate) rate: f64,
     /// Watch every N-th order until it shows in the view (0: none). Watching many orders of
     /// a lagging view loads it with reads and slows it down: keep this sparse.
     #[arg(long, default_value_t = 100)]
-    sample: u64,
+    pub(crate) sample: u64,
     /// How often a watcher asks the view at first (ms); later every tenth of its wait.
     #[arg(long, default_value_t = 10)]
-    poll_ms: u64,
+    pub(crate) poll_ms: u64,
     /// Give up watching an order after this many seconds.
     #[arg(long, default_value_t = 120)]
-    watch_timeout_secs: u64,
+    pub(crate) watch_timeout_secs: u64,
     /// The bearer token, if the service requires one.
     #[arg(long)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// What a run measured.
 #[derive(Debug, Serialize)]
-struct Report {
-    orders: u64,
-    clients: u64,
+pub(crate) struct Report {
+    pub(crate) orders: u64,
+    pub(crate) clients: u64,
     /// The requested rate (0: unlimited).
-    rate: f64,
-    accepted: u64,
-    failed: u64,
-    elapsed_ms: u64,
-    orders_per_sec: f64,
+    pub(crate) rate: f64,
+    pub(crate) accepted: u64,
+    pub(crate) failed: u64,
+    pub(crate) elapsed_ms: u64,
+    pub(crate) orders_per_sec: f64,
     /// Milliseconds from the POST to its 201.
-    create_p50_ms: f64,
-    create_p99_ms: f64,
+    pub(crate) create_p50_ms: f64,
+    pub(crate) create_p99_ms: f64,
     /// Orders watched until they showed in the view.
-    watched: usize,
+    pub(crate) watched: usize,
     /// Milliseconds from the 201 to the view row, at the poll interval's resolution.
-    view_p50_ms: f64,
-    view_p99_ms: f64,
-    view_max_ms: f64,
+    pub(crate) view_p50_ms: f64,
+    pub(crate) view_p95_ms: f64,
+    pub(crate) view_p99_ms: f64,
+    pub(crate) view_max_ms: f64,
     /// Watched orders that never showed within the watch timeout.
-    never_seen: u64,
+    pub(crate) never_seen: u64,
 }
 
 /// The body of the `i`-th order (also `tramline chaos`'s).
@@ -149,6 +150,44 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs the load; fails when any order was refused or never showed in the view.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (report, _) = measure(&args).await?;
+    let elapsed = Duration::from_millis(report.elapsed_ms);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("while encoding the report")?
+        );
+    } else {
+        println!(
+            "{} of {} orders accepted by {} clients in {:.1} s: {:.0} orders/s (201 in p50 {:.1} ms, p99 {:.1} ms)",
+            report.accepted,
+            report.orders,
+            report.clients,
+            elapsed.as_secs_f64(),
+            report.orders_per_sec,
+            report.create_p50_ms,
+            report.create_p99_ms
+        );
+        println!(
+            "  201 → view row, {} orders watched (every {} ms or 10 %): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} never seen",
+            report.watched,
+            args.poll_ms,
+            report.view_p50_ms,
+            report.view_p99_ms,
+            report.view_max_ms,
+            report.never_seen
+        );
+    }
+    Ok(if report.failed == 0 && report.never_seen == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Places the orders and watches the sampled ones: the report, and the 201 → view times of
+/// the watched orders in ms, ascending.
+pub(crate) async fn measure(args: &LoadArgs) -> anyhow::Result<(Report, Vec<f64>)> {
     if args.clients == 0 || args.orders == 0 {
         bail!("--clients and --orders must be at least 1");
     }
@@ -160,7 +199,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("while building the HTTP client")?;
-    warm_up(&client, &args).await?;
+    warm_up(&client, args).await?;
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let never_seen = Arc::new(AtomicU64::new(0));
@@ -290,41 +329,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         create_p99_ms: quantile(&create, 0.99),
         watched: view.len(),
         view_p50_ms: quantile(&view, 0.5),
+        view_p95_ms: quantile(&view, 0.95),
         view_p99_ms: quantile(&view, 0.99),
         view_max_ms: view.last().copied().unwrap_or(0.0),
         never_seen: never_seen.load(Ordering::Relaxed),
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).context("while encoding the report")?
-        );
-    } else {
-        println!(
-            "{} of {} orders accepted by {} clients in {:.1} s: {:.0} orders/s (201 in p50 {:.1} ms, p99 {:.1} ms)",
-            report.accepted,
-            report.orders,
-            report.clients,
-            elapsed.as_secs_f64(),
-            report.orders_per_sec,
-            report.create_p50_ms,
-            report.create_p99_ms
-        );
-        println!(
-            "  201 → view row, {} orders watched (every {} ms or 10 %): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} never seen",
-            report.watched,
-            args.poll_ms,
-            report.view_p50_ms,
-            report.view_p99_ms,
-            report.view_max_ms,
-            report.never_seen
-        );
-    }
-    Ok(if report.failed == 0 && report.never_seen == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((report, view))
 }
 
 #[cfg(test)]

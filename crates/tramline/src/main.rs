@@ -1,8 +1,10 @@
 //! `tramline`: runs the order system, its demo and its checks.
 
 use tramline::config;
+mod bench;
 mod chaos;
 mod demo;
+mod latency;
 mod load;
 mod migrate;
 mod parked;
@@ -47,6 +49,9 @@ enum Command {
     /// SIGKILLing processes and crashing its database and broker, then check nothing was lost
     /// or applied twice and the view is exact.
     Chaos(chaos::ChaosArgs),
+    /// Measure what tramline costs: `ceiling`, `projection`, `relay`, `e2e` or `http`,
+    /// against the database's own ceiling and two baselines, median of several runs.
+    Bench(Box<bench::BenchArgs>),
     /// Apply a store's versioned schema migrations to its database (stores also migrate
     /// themselves when they open).
     Migrate(migrate::MigrateArgs),
@@ -69,6 +74,7 @@ async fn main() -> ExitCode {
         Command::Parked(args) => parked::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Bench(args) => bench::run(*args).await,
     };
     match outcome {
         Ok(code) => code,

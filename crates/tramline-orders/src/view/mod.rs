@@ -2,11 +2,13 @@
 //!
 //! [`projection::OrderStatusProjection`] is tramline's fix for the seed's two bugs: each source
 //! writes only its own columns, in one upsert guarded by that source's version.
-//! [`naive::NaiveProjection`] is the seed's read-then-write-everything, kept as the baseline.
+//! [`naive::NaiveProjection`] is the seed's read-then-write-everything, kept as the baseline;
+//! [`whole_row::WholeRowProjection`] a JDBC sink's unguarded upsert, the second baseline.
 
 pub mod naive;
 pub mod projection;
 pub mod verify;
+pub mod whole_row;
 
 use crate::error::Result;
 use crate::services::ServiceDb;

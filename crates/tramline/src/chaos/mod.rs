@@ -15,7 +15,7 @@
 //! pause, which connections); the moments they hit depend on the machine's timing, so two
 //! runs of one seed crash the system at different instructions — which is the point.
 
-mod servers;
+pub(crate) mod servers;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
