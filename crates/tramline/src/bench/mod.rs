@@ -97,6 +97,17 @@ pub struct BenchArgs {
     /// http: concurrent clients, each placing one order at a time.
     #[arg(long, default_value_t = 64)]
     clients: u64,
+    /// projection: run only these comparisons (`tramline`, `whole-row`, `naive`, `upsert-N`),
+    /// e.g. under a profiler; the summary then lacks the others.
+    #[arg(long, value_delimiter = ',', value_name = "VARIANT,…")]
+    only: Vec<String>,
+}
+
+impl BenchArgs {
+    /// Whether comparison `variant` runs.
+    pub(crate) fn wants(&self, variant: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|v| v == variant)
+    }
 }
 
 impl BenchArgs {

@@ -260,9 +260,16 @@ async fn run_on<T: Transport + Clone>(
     session.progress.set_message(format!(
         "filling the baseline's log with {baseline_orders} orders"
     ));
-    let small = fill(base.0, &base.1, places, "fill-base", baseline_orders, dup).await?;
+    let small = match session.args.wants("naive") {
+        true => baseline_orders,
+        false => 0,
+    };
+    let small = fill(base.0, &base.1, places, "fill-base", small, dup).await?;
     for run in 1..=runs {
         for (name, connections, upsert) in &ceilings {
+            if !session.args.wants(name) {
+                continue;
+            }
             session.step(name, run);
             let m = ceiling::measure(
                 places,
@@ -280,6 +287,9 @@ async fn run_on<T: Transport + Clone>(
             ("naive", Strategy::Naive, &small),
         ];
         for (name, strategy, world) in variants {
+            if !session.args.wants(name) {
+                continue;
+            }
             session.step(name, run);
             let m = consume(world, places, &format!("{name}-{run}"), strategy, consumers)
                 .await
