@@ -14,6 +14,12 @@ mod verify;
 mod view;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc rather than glibc's malloc: the pipeline allocates and frees many small buffers
+/// (rows, envelopes, statements) across threads, where glibc's arenas spent a fifth of the
+/// projection's time (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Transactional messaging and CQRS read models: the order system of the seed, done right.
