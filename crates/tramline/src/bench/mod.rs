@@ -320,6 +320,15 @@ pub(crate) enum Unit {
 }
 
 impl Unit {
+    /// The unit of comparison `variant` of `bench`: the ceiling's variants count rows
+    /// whichever bench runs them.
+    fn of_variant(bench: Bench, variant: &str) -> Unit {
+        match variant.starts_with("upsert-") || variant.starts_with("insert-") {
+            true => Unit::Rows,
+            false => Unit::of(bench),
+        }
+    }
+
     fn of(bench: Bench) -> Unit {
         match bench {
             Bench::Ceiling | Bench::Relay => Unit::Rows,
@@ -399,7 +408,7 @@ impl Session {
 
     /// Records run `run` of `variant`, printing it.
     pub fn record(&mut self, variant: &str, run: usize, m: Measured) -> anyhow::Result<()> {
-        let unit = Unit::of(self.args.bench);
+        let unit = Unit::of_variant(self.args.bench, variant);
         let line = Run {
             kind: "run",
             bench: self.args.bench,
@@ -446,7 +455,10 @@ impl Session {
             if let Some(rss) = m.rss_mb {
                 text += &format!("; peak RSS {rss:.0} MiB");
             }
-            self.progress.println(text);
+            match self.progress.is_hidden() {
+                true => println!("{text}"),
+                false => self.progress.println(text),
+            }
         }
         if !m.correct && !BASELINES.contains(&variant) {
             self.failures.push(format!("{variant} run {run}"));
@@ -477,7 +489,7 @@ impl Session {
             return None;
         }
         let m = Some(median(&rates));
-        let unit = Unit::of(self.args.bench);
+        let unit = Unit::of_variant(self.args.bench, variant);
         Some(Variant {
             median_events_per_sec: m.filter(|_| unit == Unit::Events),
             median_rows_per_sec: m.filter(|_| unit == Unit::Rows),
@@ -624,12 +636,12 @@ fn worst(a: Anomalies, b: Anomalies) -> Anomalies {
 }
 
 fn print_human(s: &Summary) {
-    let unit = Unit::of(s.bench);
     println!(
         "{:?} on {} via {:?}, {} orders, {} consumers, median of {} runs:",
         s.bench, s.database, s.transport, s.orders, s.consumers, s.runs
     );
     for (name, v) in &s.variants {
+        let unit = Unit::of_variant(s.bench, name);
         let m = v
             .median_events_per_sec
             .or(v.median_rows_per_sec)
