@@ -41,6 +41,9 @@ pub enum OrderSystemError {
     /// A store operation failed.
     #[error(transparent)]
     Store(#[from] SqlError),
+    /// The service stopped before the command was committed (its group commit ended).
+    #[error("the service is stopping")]
+    Stopped,
 }
 
 impl OrderSystemError {

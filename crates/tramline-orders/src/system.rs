@@ -611,7 +611,13 @@ impl<T: Transport> SystemBuilder<T> {
             let ops = s
                 .service(order::GROUP, order::TOPICS, db, OrderReaction)
                 .await?;
-            let routes = http::order::router(OrderService::new(db.clone()), &admin(&api, ops));
+            // Concurrent requests share transactions; SQLite has one writer anyway.
+            let committers = match db.db.dialect() {
+                tramline_sql::Dialect::Sqlite => 1,
+                _ => 4,
+            };
+            let orders = OrderService::new(db.clone()).with_group_commit(committers);
+            let routes = http::order::router(orders, &admin(&api, ops));
             s.listen("order", listen, routes);
         }
         if let Some((db, listen)) = &self.payment {

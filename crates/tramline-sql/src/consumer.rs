@@ -328,18 +328,25 @@ impl<A: Apply> Handler for TransactionalConsumer<A> {
             ParkPolicy::HoldKey => self.inbox.held_keys(&mut tx, batch).await?,
             ParkPolicy::Message => Default::default(),
         };
-        let mut open = Vec::with_capacity(batch.len());
-        for record in batch {
-            if held.contains(&record.envelope.key) {
-                self.inbox.hold(&mut tx, record).await?;
-            } else {
-                open.push(record.clone());
+        // Usually nothing is held: the batch is applied as it is, without copying it.
+        let open: std::borrow::Cow<'_, [Record]> = match held.is_empty() {
+            true => std::borrow::Cow::Borrowed(batch),
+            false => {
+                let mut open = Vec::with_capacity(batch.len());
+                for record in batch {
+                    if held.contains(&record.envelope.key) {
+                        self.inbox.hold(&mut tx, record).await?;
+                    } else {
+                        open.push(record.clone());
+                    }
+                }
+                std::borrow::Cow::Owned(open)
             }
-        }
+        };
         // Decode before claiming: a poison message must leave no dedupe record behind (an
         // error rolls the transaction back).
         let mut decoded = Vec::with_capacity(open.len());
-        for record in &open {
+        for record in open.iter() {
             decoded.push(self.applier.decode(record)?);
         }
         let new = self.inbox.claim(&mut tx, &open).await?;

@@ -26,6 +26,11 @@ impl From<OrderSystemError> for Problem {
             OrderSystemError::Malformed(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "malformed", e.to_string())
             }
+            OrderSystemError::Stopped => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is stopping; retry the request",
+            ),
             OrderSystemError::Store(s) if s.is_transient() => {
                 tracing::warn!(error = %tramline_core::error::sentence(&e), "store busy while serving a request");
                 Problem::new(

@@ -99,25 +99,50 @@ impl ServiceDb {
         store: &'static str,
         events: &[DomainEvent],
     ) -> Result<(), SqlError> {
-        let mut messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
-        request::stamp(&mut messages);
-        self.outbox.append(&mut tx, &messages).await?;
-        if let Some((claim, record)) = request::record(events, &messages) {
-            self.idempotency
-                .insert(&mut tx, &record)
-                .await
-                .inspect_err(|e| {
-                    if e.is_duplicate() {
-                        claim.lose();
-                    }
-                })?;
-        }
+        let prepared = self.prepare(events);
+        self.write(&mut tx, &prepared).await?;
         tx.commit(store).await?;
-        if !messages.is_empty() {
+        if !prepared.messages.is_empty() {
             self.outbox.notify();
         }
         Ok(())
     }
+
+    /// What committing `events` writes besides the command's state — its messages, stamped
+    /// with the request's trace context, and the request's idempotency record — read from the
+    /// request being served in this task (see [`request`]), so that another task (a group
+    /// commit's) can write it.
+    pub(crate) fn prepare(&self, events: &[DomainEvent]) -> Prepared {
+        let mut messages: Vec<_> = events.iter().map(DomainEvent::to_envelope).collect();
+        request::stamp(&mut messages);
+        let record = request::record(events, &messages);
+        Prepared { messages, record }
+    }
+
+    /// Writes `prepared` in `tx`: the messages to the outbox, the idempotency record (a
+    /// duplicate key tells the claim it lost).
+    pub(crate) async fn write(&self, tx: &mut Tx, prepared: &Prepared) -> Result<(), SqlError> {
+        self.outbox.append(tx, &prepared.messages).await?;
+        if let Some((claim, record)) = &prepared.record {
+            self.idempotency.insert(tx, record).await.inspect_err(|e| {
+                if e.is_duplicate() {
+                    claim.lose();
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A command's messages and idempotency record, taken from its request by
+/// [`ServiceDb::prepare`].
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    messages: Vec<tramline_core::Envelope>,
+    record: Option<(
+        Arc<request::IdempotencyClaim>,
+        tramline_sql::IdempotencyRecord,
+    )>,
 }
 
 /// A fresh id for a new aggregate: a UUIDv7, so ids sort by creation time.
