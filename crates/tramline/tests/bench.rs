@@ -253,7 +253,10 @@ fn bad_options_are_refused_in_one_line() {
         ),
         (&["e2e", "--rate-fraction", "1.5"][..], "--rate-fraction"),
     ] {
+        // In a directory of its own: a refused bench must leave nothing behind.
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let out = Command::new(env!("CARGO_BIN_EXE_tramline"))
+            .current_dir(dir.path())
             .arg("bench")
             .args(args)
             .output()
@@ -262,5 +265,11 @@ fn bad_options_are_refused_in_one_line() {
         assert!(!out.status.success());
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("readable")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
     }
 }

@@ -184,10 +184,7 @@ pub(crate) fn best_upsert(session: &Session) -> (Option<String>, Option<f64>) {
 /// Runs `tramline bench ceiling`.
 pub(crate) async fn run(args: BenchArgs, places: &mut Places) -> anyhow::Result<ExitCode> {
     let all = variants(args.consumers, true);
-    let mut session = Session::new(args, 0)?;
-    session
-        .progress
-        .set_length((session.args.runs * all.len()) as u64);
+    let mut session = Session::new(args, all.len())?;
     let rows = session.args.orders;
     for run in 1..=session.args.runs {
         for (name, connections, upsert) in &all {

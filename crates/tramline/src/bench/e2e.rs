@@ -71,9 +71,8 @@ impl From<&DemoReport> for Measured {
 
 /// Runs `tramline bench e2e`.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut session = Session::new(args, 0)?;
+    let mut session = Session::new(args, 2)?;
     let runs = session.args.runs;
-    session.progress.set_length((runs * 2) as u64);
     let mut events_per_order = Vec::new();
     for run in 1..=runs {
         session.step("max", run);

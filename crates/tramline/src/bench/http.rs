@@ -192,8 +192,7 @@ async fn one_run(
 
 /// Runs `tramline bench http`.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let mut session = Session::new(args, 0)?;
-    session.progress.set_length((session.args.runs * 2) as u64);
+    let mut session = Session::new(args, 2)?;
     for run in 1..=session.args.runs {
         session.step("max", run);
         // Each run's stores, dropped with it.

@@ -375,12 +375,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn new(args: BenchArgs, steps: u64) -> anyhow::Result<Session> {
+    /// A bench of `per_run` comparisons, each run `args.runs` times.
+    fn new(args: BenchArgs, per_run: usize) -> anyhow::Result<Session> {
         let database = args.database()?;
         let progress = if args.json || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
-            let pb = ProgressBar::new(steps);
+            let pb = ProgressBar::new((args.runs * per_run) as u64);
             pb.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs  {msg}",
@@ -792,6 +793,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.duplicates) {
         bail!("--duplicates must be a fraction between 0 and 1");
     }
+    // Refused before anything is created on it.
+    args.database()?;
     let mut places = Places::new(args.database_url.as_deref())?;
     let outcome = match args.bench {
         Bench::Ceiling => ceiling::run(args, &mut places).await,

@@ -245,13 +245,12 @@ async fn run_on<T: Transport + Clone>(
     let baseline_orders = args.baseline_orders.unwrap_or(args.orders.min(10_000));
     let ceilings = ceiling::variants(args.consumers, false);
     let per_run = ceilings.len() + 3;
-    let mut session = Session::new(args, 0)?;
+    let mut session = Session::new(args, per_run)?;
     let (runs, orders, consumers) = (
         session.args.runs,
         session.args.orders,
         session.args.consumers,
     );
-    session.progress.set_length((runs * per_run) as u64);
     session
         .progress
         .set_message(format!("filling the log with {orders} orders"));

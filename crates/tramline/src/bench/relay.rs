@@ -121,9 +121,8 @@ async fn measure<T: Transport>(
 
 /// Runs `tramline bench relay`.
 pub(crate) async fn run(args: BenchArgs, places: &mut Places) -> anyhow::Result<ExitCode> {
-    let mut session = Session::new(args, 0)?;
+    let mut session = Session::new(args, 2)?;
     let (runs, rows) = (session.args.runs, session.args.orders);
-    session.progress.set_length((runs * 2) as u64);
     let kafka = match session.args.transport {
         TransportKind::Kafka => Some(Arc::new(
             carrier_kafka(&session.args.brokers, "relay").await?.0,
