@@ -841,6 +841,17 @@ impl Parking {
             shuffle: false,
         }
     }
+
+    /// A baseline view's: it parks into `inbox` in the view's `db`, and has no operations
+    /// on its parked messages.
+    fn baseline(inbox: &Inbox, db: &ServiceDb) -> Self {
+        Parking {
+            inbox: inbox.clone(),
+            db: db.db.clone(),
+            ops: None,
+            shuffle: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Parking {
@@ -966,12 +977,7 @@ impl<T: Transport> Starting<T> {
                 config.lane_by = LaneBy::Topic;
                 config.batch_max = 1;
                 let h = Arc::new(NaiveProjection::new(db.clone(), &v.group));
-                let parking = Parking {
-                    inbox: h.inbox().clone(),
-                    db: db.db.clone(),
-                    ops: None,
-                    shuffle: false,
-                };
+                let parking = Parking::baseline(h.inbox(), &db);
                 let stats = self
                     .view_consumer(v, Arc::clone(&h), parking, config)
                     .await?;
@@ -979,12 +985,7 @@ impl<T: Transport> Starting<T> {
             }
             Strategy::WholeRow => {
                 let h = Arc::new(WholeRowProjection::new(db.clone(), &v.group));
-                let parking = Parking {
-                    inbox: h.inbox().clone(),
-                    db: db.db.clone(),
-                    ops: None,
-                    shuffle: false,
-                };
+                let parking = Parking::baseline(h.inbox(), &db);
                 let stats = self
                     .view_consumer(v, Arc::clone(&h), parking, config)
                     .await?;

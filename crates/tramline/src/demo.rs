@@ -345,14 +345,19 @@ impl Placement {
                 );
                 continue;
             }
-            let name = scratch.name().to_owned();
-            scratch
-                .drop()
-                .await
-                .with_context(|| format!("while dropping database {name}"))?;
+            drop_scratch(scratch).await?;
         }
         Ok(())
     }
+}
+
+/// Drops a database a run created on a server, naming it if that fails.
+pub(crate) async fn drop_scratch(scratch: Scratch) -> anyhow::Result<()> {
+    let name = scratch.name().to_owned();
+    scratch
+        .drop()
+        .await
+        .with_context(|| format!("while dropping database {name}"))
 }
 
 /// Runs the demo; the exit code says whether the view came out exactly right.

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tramline_sql::provision::Scratch;
 use tramline_sql::Dialect;
 
+use crate::demo::drop_scratch;
 pub(crate) use crate::demo::TransportKind;
 use crate::latency::Latency;
 
@@ -755,12 +756,7 @@ impl Places {
     /// directory).
     pub async fn drop_store(&mut self, url: &str) -> anyhow::Result<()> {
         if let Some(i) = self.created.iter().position(|s| s.url() == url) {
-            let scratch = self.created.remove(i);
-            let name = scratch.name().to_owned();
-            scratch
-                .drop()
-                .await
-                .with_context(|| format!("while dropping database {name}"))?;
+            drop_scratch(self.created.remove(i)).await?;
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
                 let _ = std::fs::remove_file(format!("{path}{suffix}"));
@@ -772,11 +768,7 @@ impl Places {
     /// Drops every database the bench created.
     pub async fn clean_up(self) -> anyhow::Result<()> {
         for scratch in self.created {
-            let name = scratch.name().to_owned();
-            scratch
-                .drop()
-                .await
-                .with_context(|| format!("while dropping database {name}"))?;
+            drop_scratch(scratch).await?;
         }
         Ok(())
     }
