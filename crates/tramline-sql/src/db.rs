@@ -21,7 +21,8 @@ macro_rules! bind {
         for arg in &stmt.args {
             q = match arg {
                 Arg::Int(v) => q.bind(*v),
-                Arg::Text(v) => q.bind(v.clone()),
+                // Borrowed: the statement outlives the query, so no copy per argument.
+                Arg::Text(v) => q.bind(v.as_deref()),
             };
         }
         q
@@ -563,6 +564,42 @@ impl Tx {
         decode_json(json, store, operation)
     }
 
+    /// Runs a statement whose rows are one text column each, such as an `INSERT …
+    /// RETURNING` (which cannot aggregate its rows into one JSON document for
+    /// [`Tx::fetch_json`]), and returns them; a NULL is left out.
+    pub async fn fetch_texts(
+        &mut self,
+        stmt: &Stmt,
+        store: &str,
+        operation: &'static str,
+    ) -> Result<Vec<String>, SqlError> {
+        let at = SqlError::at(store, operation);
+        let texts: Result<Vec<Option<String>>, sqlx::Error> = match &mut self.inner {
+            TxInner::Sqlite(t) => bind!(Sqlite, stmt)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(&at)?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect(),
+            TxInner::MySql(t) => bind!(MySql, stmt)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(&at)?
+                .iter()
+                .map(mysql_text)
+                .collect(),
+            TxInner::Postgres(t) => bind!(Postgres, stmt)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(&at)?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect(),
+        };
+        Ok(texts.map_err(&at)?.into_iter().flatten().collect())
+    }
+
     /// Commits.
     pub async fn commit(self, store: &str) -> Result<(), SqlError> {
         let at = SqlError::at(store, "commit");
@@ -874,15 +911,25 @@ pub async fn insert_rows<W: Writer, T>(
     row: impl Fn(&mut Tuple<'_>, &T),
 ) -> Result<u64, SqlError> {
     let mut changed = 0;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+    for chunk in statement_chunks(rows) {
         let mut stmt = Stmt::new(tx.dialect(), insert);
         stmt.values(chunk, &row).push(suffix);
         changed += Writer::execute(tx, &stmt, store, operation).await?;
-        rest = tail;
     }
     Ok(changed)
+}
+
+/// `rows` cut into the statements [`insert_rows`] writes them with.
+pub(crate) fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// Rows in the next statement of [`insert_rows`] when `n` remain.

@@ -1,14 +1,24 @@
 //! Dedupe records and parked messages of a consumer, kept in the consumer's own database so
 //! that the dedupe record commits in the same transaction as the effect.
 //!
-//! The decision to know: a claim looks the batch's ids up, then inserts the new ones with a
-//! plain `INSERT`. If another transaction claims one of those ids at the same moment (possible
-//! on MariaDB and PostgreSQL, where writers do not queue on one lock), the insert fails on the
-//! key, the whole transaction rolls back, and the error is a transient conflict: the retry's
-//! look-up sees the other's record. Rows-affected is never the signal (`INSERT IGNORE` and
+//! The decision to know: a claim never counts rows affected (`INSERT IGNORE` and
 //! `ON CONFLICT DO NOTHING` counts differ by dialect and client flags).
+//!
+//! - On PostgreSQL it is one `INSERT … ON CONFLICT DO NOTHING RETURNING message_id`: the ids
+//!   returned are the new ones. A concurrent transaction claiming the same id makes the insert
+//!   wait for it; if it commits, the id is not returned (it is the other's), and if it rolls
+//!   back, the id is inserted here.
+//! - On SQLite and MariaDB a claim looks the batch's ids up (one statement folding the rows
+//!   into one JSON value: sqlx hands each result row of a SQLite statement to its worker
+//!   thread separately, which made `RETURNING` slower there), then inserts the new ones with a
+//!   plain `INSERT` (MariaDB's `INSERT IGNORE` would also turn other errors into warnings). If
+//!   another transaction claims one of those ids at the same moment (possible on MariaDB,
+//!   where writers do not queue on one lock), the insert fails on the key, the whole
+//!   transaction rolls back, and the error is a transient conflict: the retry's look-up sees
+//!   the other's record.
 
-use crate::{insert_rows, Db, LockMode, SqlError, Tx};
+use crate::db::statement_chunks;
+use crate::{insert_rows, Db, Dialect, LockMode, SqlError, Tx};
 use std::collections::HashSet;
 use tramline_core::{Error, Record};
 
@@ -33,29 +43,65 @@ impl Inbox {
     /// new.
     pub async fn claim(&self, tx: &mut Tx, records: &[Record]) -> Result<Vec<bool>, SqlError> {
         let ids: Vec<String> = records.iter().map(|r| r.envelope.id.to_string()).collect();
+        let taken = match tx.dialect() {
+            Dialect::Postgres => self.claim_returning(tx, &ids).await?,
+            Dialect::Sqlite | Dialect::MySql => self.claim_after_lookup(tx, &ids).await?,
+        };
+        // The first copy of a new id is new; a later copy in the same batch is not.
+        let mut claimed: HashSet<&str> = HashSet::with_capacity(ids.len());
+        Ok(ids
+            .iter()
+            .map(|id| taken.contains(id) && claimed.insert(id))
+            .collect())
+    }
+
+    /// Inserts `ids`, skipping those claimed before, and returns the ones it inserted.
+    async fn claim_returning(
+        &self,
+        tx: &mut Tx,
+        ids: &[String],
+    ) -> Result<HashSet<String>, SqlError> {
+        let mut unique: Vec<&String> = Vec::with_capacity(ids.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
+        unique.extend(ids.iter().filter(|id| seen.insert(id.as_str())));
+        let now = tramline_core::envelope::now_ms();
+        let mut taken = HashSet::with_capacity(unique.len());
+        for chunk in statement_chunks(&unique) {
+            let mut stmt =
+                tx.stmt("INSERT INTO tramline_inbox (consumer, message_id, received_at)");
+            stmt.values(chunk, |row, id| {
+                row.bind(&self.consumer).bind(*id).bind(now);
+            })
+            .push(" ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id");
+            taken.extend(tx.fetch_texts(&stmt, STORE, "record message ids").await?);
+        }
+        Ok(taken)
+    }
+
+    /// Looks `ids` up, inserts the ones not there, and returns those; a concurrent claim of
+    /// one of them is a transient conflict (see the module).
+    async fn claim_after_lookup(
+        &self,
+        tx: &mut Tx,
+        ids: &[String],
+    ) -> Result<HashSet<String>, SqlError> {
         let mut stmt = tx.stmt(&format!(
             "SELECT {} FROM tramline_inbox WHERE consumer = ",
             tx.dialect().json_tuples(&["message_id"])
         ));
         stmt.bind(&self.consumer)
             .push(" AND message_id IN ")
-            .bind_list(&ids);
+            .bind_list(ids);
         let seen: HashSet<String> = tx
             .fetch_json::<(String,)>(&stmt, STORE, "look up message ids")
             .await?
             .into_iter()
             .map(|(id,)| id)
             .collect();
-        let mut claimed: HashSet<&str> = HashSet::with_capacity(ids.len());
-        let fresh: Vec<bool> = ids
+        let mut new_ids: HashSet<String> = HashSet::with_capacity(ids.len());
+        let fresh: Vec<&String> = ids
             .iter()
-            .map(|id| !seen.contains(id) && claimed.insert(id))
-            .collect();
-        let new_ids: Vec<&String> = ids
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, f)| **f)
-            .map(|(id, _)| id)
+            .filter(|id| !seen.contains(*id) && new_ids.insert((*id).clone()))
             .collect();
         let now = tramline_core::envelope::now_ms();
         insert_rows(
@@ -64,14 +110,14 @@ impl Inbox {
             "record message ids",
             "INSERT INTO tramline_inbox (consumer, message_id, received_at)",
             "",
-            &new_ids,
+            &fresh,
             |row, id| {
                 row.bind(&self.consumer).bind(*id).bind(now);
             },
         )
         .await
         .map_err(SqlError::duplicate_is_conflict)?;
-        Ok(fresh)
+        Ok(new_ids)
     }
 
     /// Forgets every message id this consumer claimed (for a consumer that is done for good,
