@@ -43,65 +43,74 @@ impl Inbox {
     /// new.
     pub async fn claim(&self, tx: &mut Tx, records: &[Record]) -> Result<Vec<bool>, SqlError> {
         let ids: Vec<String> = records.iter().map(|r| r.envelope.id.to_string()).collect();
-        let taken = match tx.dialect() {
-            Dialect::Postgres => self.claim_returning(tx, &ids).await?,
-            Dialect::Sqlite | Dialect::MySql => self.claim_after_lookup(tx, &ids).await?,
+        // A later copy of an id in the same batch is never new: each id is claimed once.
+        let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let first: Vec<bool> = ids.iter().map(|id| seen.insert(id)).collect();
+        let unique: Vec<&str> = ids
+            .iter()
+            .zip(&first)
+            .filter(|(_, first)| **first)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let new = match tx.dialect() {
+            Dialect::Postgres => self.claim_returning(tx, &unique).await?,
+            Dialect::Sqlite | Dialect::MySql => self.claim_after_lookup(tx, &unique).await?,
         };
-        // The first copy of a new id is new; a later copy in the same batch is not.
-        let mut claimed: HashSet<&str> = HashSet::with_capacity(ids.len());
         Ok(ids
             .iter()
-            .map(|id| taken.contains(id) && claimed.insert(id))
+            .zip(first)
+            .map(|(id, first)| first && new.contains(id.as_str()))
             .collect())
     }
 
-    /// Inserts `ids`, skipping those claimed before, and returns the ones it inserted.
-    async fn claim_returning(
+    /// Inserts the distinct `ids`, skipping those claimed before; returns the ones inserted.
+    async fn claim_returning<'a>(
         &self,
         tx: &mut Tx,
-        ids: &[String],
-    ) -> Result<HashSet<String>, SqlError> {
-        let mut unique: Vec<&String> = Vec::with_capacity(ids.len());
-        let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
-        unique.extend(ids.iter().filter(|id| seen.insert(id.as_str())));
+        ids: &[&'a str],
+    ) -> Result<HashSet<&'a str>, SqlError> {
         let now = tramline_core::envelope::now_ms();
-        let mut taken = HashSet::with_capacity(unique.len());
-        for chunk in statement_chunks(&unique) {
+        let mut inserted: HashSet<String> = HashSet::with_capacity(ids.len());
+        for chunk in statement_chunks(ids) {
             let mut stmt =
                 tx.stmt("INSERT INTO tramline_inbox (consumer, message_id, received_at)");
             stmt.values(chunk, |row, id| {
                 row.bind(&self.consumer).bind(*id).bind(now);
             })
             .push(" ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id");
-            taken.extend(tx.fetch_texts(&stmt, STORE, "record message ids").await?);
+            inserted.extend(tx.fetch_texts(&stmt, STORE, "record message ids").await?);
         }
-        Ok(taken)
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| inserted.contains(*id))
+            .collect())
     }
 
-    /// Looks `ids` up, inserts the ones not there, and returns those; a concurrent claim of
-    /// one of them is a transient conflict (see the module).
-    async fn claim_after_lookup(
+    /// Looks the distinct `ids` up, inserts the ones not there and returns those; a
+    /// concurrent claim of one of them is a transient conflict (see the module).
+    async fn claim_after_lookup<'a>(
         &self,
         tx: &mut Tx,
-        ids: &[String],
-    ) -> Result<HashSet<String>, SqlError> {
+        ids: &[&'a str],
+    ) -> Result<HashSet<&'a str>, SqlError> {
         let mut stmt = tx.stmt(&format!(
             "SELECT {} FROM tramline_inbox WHERE consumer = ",
             tx.dialect().json_tuples(&["message_id"])
         ));
         stmt.bind(&self.consumer)
             .push(" AND message_id IN ")
-            .bind_list(ids);
-        let seen: HashSet<String> = tx
+            .bind_list(ids.iter().copied());
+        let claimed: HashSet<String> = tx
             .fetch_json::<(String,)>(&stmt, STORE, "look up message ids")
             .await?
             .into_iter()
             .map(|(id,)| id)
             .collect();
-        let mut new_ids: HashSet<String> = HashSet::with_capacity(ids.len());
-        let fresh: Vec<&String> = ids
+        let new: Vec<&str> = ids
             .iter()
-            .filter(|id| !seen.contains(*id) && new_ids.insert((*id).clone()))
+            .copied()
+            .filter(|id| !claimed.contains(*id))
             .collect();
         let now = tramline_core::envelope::now_ms();
         insert_rows(
@@ -110,14 +119,14 @@ impl Inbox {
             "record message ids",
             "INSERT INTO tramline_inbox (consumer, message_id, received_at)",
             "",
-            &fresh,
+            &new,
             |row, id| {
                 row.bind(&self.consumer).bind(*id).bind(now);
             },
         )
         .await
         .map_err(SqlError::duplicate_is_conflict)?;
-        Ok(new_ids)
+        Ok(new.into_iter().collect())
     }
 
     /// Forgets every message id this consumer claimed (for a consumer that is done for good,
